@@ -1,0 +1,3 @@
+from readycheck.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Built-in check types, one module per family, registered as entry points."""

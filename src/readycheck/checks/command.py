@@ -1,0 +1,255 @@
+"""Commands: run a program and judge its exit status and output."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import signal
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from pydantic import Field, model_validator
+
+from readycheck.checks.patterns import Argument, Regex, as_list, first_match_line
+from readycheck.params import CheckParams
+from readycheck.redact import looks_secret
+from readycheck.registry import check
+from readycheck.results import Outcome
+from readycheck.units import Duration, Size
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from readycheck.context import Context
+
+_CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
+_KILL_GRACE_SECONDS = 1.0
+
+
+class CommandParams(CheckParams):
+    argv: list[Argument] | str = Field(
+        description="The program and its arguments, as a list (no shell). A single string "
+        "is a shell command line and needs `shell: true`.",
+    )
+    shell: bool = Field(False, description="Run `argv` (a string) with /bin/sh -c.")
+    cwd: str | None = Field(
+        None, description="Working directory, relative to the profile's directory."
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Environment variables to set for the command."
+    )
+    secret_env: list[str] = Field(
+        default_factory=list,
+        description="Names in `env` whose values are secrets (names like *_TOKEN, *_KEY or "
+        "*PASSWORD* are secret anyway).",
+    )
+    inherit_env: bool = Field(True, description="Start from readycheck's own environment.")
+    timeout: Duration | None = Field(
+        None,
+        description="Kill the command after this long and FAIL (default: the check's timeout).",
+    )
+    expect_exit: int | list[int] = Field(0, description="Exit status (or list) that passes.")
+    contains: Regex | list[Regex] | None = Field(
+        None, description="Regex(es) the output (stdout and stderr) must match."
+    )
+    not_contains: Regex | list[Regex] | None = Field(
+        None, description="Regex(es) the output must not match."
+    )
+    evidence_lines: int = Field(
+        10, ge=0, le=200, description="How many of the last output lines to show as evidence."
+    )
+    max_output: Size = Field(
+        Size("1MB"), description="Output kept in memory; earlier output is dropped."
+    )
+
+    @model_validator(mode="after")
+    def _argv_matches_shell(self) -> CommandParams:
+        if isinstance(self.argv, str) and not self.shell:
+            raise ValueError(
+                "argv is a single string: give a list such as [alembic, current], or set "
+                "shell: true to run it with /bin/sh"
+            )
+        if isinstance(self.argv, list) and self.shell:
+            raise ValueError("with shell: true, argv is one command line (a string), not a list")
+        if isinstance(self.argv, list) and not self.argv:
+            raise ValueError("argv is empty: name the program to run")
+        if isinstance(self.argv, str) and not self.argv.strip():
+            raise ValueError("argv is empty: give the command line to run")
+        return self
+
+    def secret_values(self) -> Iterator[str]:
+        yield from super().secret_values()
+        for name, value in self.env.items():
+            if name in self.secret_env or looks_secret(name):
+                yield value
+
+    @property
+    def display(self) -> str:
+        return self.argv if isinstance(self.argv, str) else shlex.join(self.argv)
+
+
+@check("command", params=CommandParams, category="system")
+async def command(p: CommandParams, ctx: Context) -> Outcome:
+    """Run a command; pass on the expected exit status (and output patterns)."""
+    import asyncio  # imported when a command runs: `validate` does not need an event loop
+
+    argv = ["/bin/sh", "-c", p.argv] if isinstance(p.argv, str) else list(p.argv)
+    cwd = ctx.resolve(p.cwd) if p.cwd else ctx.base_dir
+    if not cwd.is_dir():
+        return Outcome.errored(f"working directory {cwd} does not exist")
+    env = {**os.environ, **p.env} if p.inherit_env else dict(p.env)
+    # Leave a little of the check's time to kill the command and report what it printed.
+    limit = max(0.1, ctx.remaining() - 0.5)
+    if p.timeout is not None:
+        limit = min(limit, p.timeout.seconds)
+
+    started = time.monotonic()
+    # The output goes to a pipe of our own rather than asyncio's: asyncio's process
+    # transport waits for its pipes to close before it reports the exit, and a child the
+    # command left in the background can hold them open for ever.
+    read_fd, write_fd = os.pipe()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=cwd,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=write_fd,
+            stderr=write_fd,
+            start_new_session=True,  # its own process group, so a timeout kills its children
+        )
+    except FileNotFoundError:
+        os.close(read_fd)
+        return Outcome.failed(
+            f"command not found: {argv[0]}",
+            remediation=f"Install {argv[0]} or fix the path in argv.",
+        )
+    except PermissionError:
+        os.close(read_fd)
+        return Outcome.failed(f"{argv[0]} is not executable (permission denied)")
+    except OSError as exc:
+        os.close(read_fd)
+        return Outcome.failed(f"{argv[0]} could not be started: {exc.strerror or exc}")
+    finally:
+        os.close(write_fd)
+
+    output = _Tail(p.max_output.bytes)
+    stream = asyncio.StreamReader()
+    transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(stream), os.fdopen(read_fd, "rb", buffering=0)
+    )
+    reader = asyncio.create_task(output.read_from(stream))
+    timed_out = False
+    try:
+        try:
+            await asyncio.wait_for(process.wait(), timeout=limit)
+        except TimeoutError:
+            timed_out = True
+            await _terminate(process)
+        try:
+            await asyncio.wait_for(asyncio.shield(reader), timeout=_KILL_GRACE_SECONDS)
+        except TimeoutError:
+            # The command exited but a child it left in the background still holds the
+            # output open: end the whole group rather than wait for it.
+            _kill_group(process, signal.SIGKILL)
+    finally:
+        if process.returncode is None:  # cancelled: leave nothing running
+            _kill_group(process, signal.SIGKILL)
+        reader.cancel()
+        transport.close()
+    elapsed_ms = (time.monotonic() - started) * 1000.0
+
+    text = output.text()
+    tail = [line for line in text.splitlines() if line.strip()][-p.evidence_lines :]
+    shown = [f"> {line}" for line in tail] if p.evidence_lines else []
+    metrics: dict[str, float] = {"output_bytes": output.total, "elapsed_ms": round(elapsed_ms, 1)}
+    truncated = (
+        [f"output was {output.total} bytes; only the last {p.max_output} were kept"]
+        if output.total > p.max_output.bytes
+        else []
+    )
+    if timed_out:
+        return Outcome.failed(
+            f"{p.display} did not finish within {Duration(round(limit, 3))}",
+            evidence=[*truncated, *shown],
+            metrics=metrics,
+            remediation="Find out why the command hangs, or raise its timeout.",
+        )
+
+    code = process.returncode
+    assert code is not None
+    metrics["exit_code"] = code
+    expected = as_list_int(p.expect_exit)
+    status_text = _describe_exit(code)
+    evidence = [f"{status_text} (expected {' or '.join(map(str, expected))})", *truncated]
+    problems: list[str] = []
+    if code not in expected:
+        problems.append(status_text)
+    for pattern in as_list(p.contains):
+        line = first_match_line(pattern, text)
+        if line is None:
+            problems.append(f"output does not match '{pattern}'")
+        else:
+            evidence.append(f"output matches '{pattern}' (line {line})")
+    for pattern in as_list(p.not_contains):
+        line = first_match_line(pattern, text)
+        if line is not None:
+            problems.append(f"output line {line} matches forbidden '{pattern}'")
+    evidence.extend(shown)
+    if problems:
+        return Outcome.failed(
+            f"{p.display}: {'; '.join(problems)}", evidence=evidence, metrics=metrics
+        )
+    return Outcome.passed(f"{p.display}: {status_text}", evidence=evidence, metrics=metrics)
+
+
+def as_list_int(value: int | list[int]) -> list[int]:
+    return [value] if isinstance(value, int) else list(value)
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+class _Tail:
+    """The last ``limit`` bytes of a stream, and how many bytes it carried in all."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.buffer = bytearray()
+        self.total = 0
+
+    async def read_from(self, stream: asyncio.StreamReader) -> None:
+        while chunk := await stream.read(65536):
+            self.total += len(chunk)
+            self.buffer += chunk
+            if len(self.buffer) > self.limit:
+                del self.buffer[: len(self.buffer) - self.limit]
+
+    def text(self) -> str:
+        decoded = self.buffer.decode("utf-8", errors="replace").replace("\r\n", "\n")
+        return _CONTROL.sub("", decoded)
+
+
+async def _terminate(process: asyncio.subprocess.Process) -> None:
+    import asyncio
+
+    _kill_group(process, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), timeout=_KILL_GRACE_SECONDS)
+    except TimeoutError:
+        _kill_group(process, signal.SIGKILL)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(process.wait(), timeout=_KILL_GRACE_SECONDS)
+
+
+def _kill_group(process: asyncio.subprocess.Process, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, sig)

@@ -1,0 +1,483 @@
+"""The command line: parse, call, choose reporters, exit.
+
+Exit codes: 0 ready (or ready with waivers), 1 not ready, 2 usage or profile error
+(nothing was run), 130 interrupted. Only typer is imported at start-up; each command
+imports what it needs, so ``--version`` and ``--help`` stay fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
+
+import typer
+
+from readycheck import __version__
+
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Callable
+
+    from readycheck.engine import Engine
+    from readycheck.profile import Profile
+    from readycheck.redact import Redactor
+    from readycheck.report.console import ConsoleReporter
+    from readycheck.results import RunResult
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    name="readycheck",
+    help="A deployment-readiness gate: run a readiness profile, report, and exit nonzero "
+    "when the service is not ready.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"readycheck {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """readycheck: execute your production-readiness checklist."""
+
+
+ProfileArg = Annotated[
+    Path,
+    typer.Argument(metavar="PROFILE", help="The readiness profile (YAML).", show_default=False),
+]
+DebugOpt = Annotated[
+    bool, typer.Option("--debug", help="Show tracebacks and debug logs (secrets still masked).")
+]
+VarOpt = Annotated[
+    Optional[list[str]],  # noqa: UP045 - typer reads the annotation at run time
+    typer.Option("--var", metavar="NAME=VALUE", help="Override a profile variable. Repeatable."),
+]
+
+
+@app.command()
+def run(
+    profile: ProfileArg,
+    report: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--report", help="Write the Markdown sign-off report to this file."),
+    ] = None,
+    json_out: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--json", help="Write the results as JSON to this file ('-': stdout)."),
+    ] = None,
+    junit: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--junit", help="Write JUnit XML to this file."),
+    ] = None,
+    template: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--template", help="A Jinja template for --report instead of the built-in."),
+    ] = None,
+    only: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--only", help="Run only these check ids or tag:NAME. Repeatable."),
+    ] = None,
+    skip: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--skip", help="Skip these check ids or tag:NAME. Repeatable."),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=256, help="Checks run at once.")
+    ] = 8,
+    deadline: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--deadline", help="Time limit for the whole run, e.g. 5m."),
+    ] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="WARN blocks too.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the verdict line.")
+    ] = False,
+    variables: VarOpt = None,
+    log_file: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--log", help="Write a debug log (secrets masked) to this file."),
+    ] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Run the profile's checks and exit 0 (ready), 1 (not ready), 2 (profile error) or
+    130 (interrupted)."""
+    with _errors_reported(debug) as redactor:
+        from readycheck.engine import Engine, RunOptions
+        from readycheck.errors import UsageError
+        from readycheck.report import console as console_report
+        from readycheck.report.files import check_writable
+        from readycheck.units import Duration
+
+        loaded = _load(profile, variables, redactor)
+        _setup_logging(debug, log_file, redactor)
+        outputs = {"--report": report, "--junit": junit}
+        if json_out not in (None, "-"):
+            outputs["--json"] = Path(json_out)
+        for option, path in outputs.items():
+            if path is not None:
+                check_writable(path, option)
+        if template is not None:
+            from readycheck.report.markdown import check_template
+
+            check_template(template)
+        try:
+            limit = Duration.parse(deadline) if deadline else None
+        except ValueError as exc:
+            raise UsageError(f"--deadline: {exc}") from None
+        options = RunOptions(
+            concurrency=concurrency,
+            deadline=limit,
+            only=tuple(only or ()),
+            skip=tuple(skip or ()),
+            strict=strict,
+            debug=debug,
+        )
+        stream = sys.stderr if json_out == "-" else sys.stdout
+        reporter = console_report.ConsoleReporter(
+            stream, total=len(loaded.checks), quiet=quiet, redactor=redactor
+        )
+        engine = Engine(loaded, options, observer=reporter, redactor=redactor)
+        with reporter:
+            result = _run_engine(engine, reporter)
+        failed_outputs = _write_outputs(
+            result, redactor, report=report, json_out=json_out, junit=junit, template=template
+        )
+        reporter.summary(result)
+        for written in [report, junit, None if json_out in (None, "-") else json_out]:
+            if written is not None and not quiet and str(written) not in failed_outputs:
+                reporter.console.print(f"wrote {written}", style="dim", highlight=False)
+        code = EXIT_USAGE if failed_outputs else result.exit_code
+        _exit(code, abandoned=bool(engine.abandoned))
+
+
+@app.command()
+def validate(
+    profile: ProfileArg,
+    variables: VarOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Load the profile and check every parameter; run nothing."""
+    with _errors_reported(debug) as redactor:
+        loaded = _load(profile, variables, redactor)
+        # Plain text, not Rich: validate runs in editors and pre-commit hooks, and the
+        # console library alone would cost a third of its start-up.
+        rows = [("id", "type", "severity", "timeout", "needs")]
+        rows += [
+            (c.id, c.type.name, c.severity.value, str(c.timeout), ", ".join(c.needs))
+            for c in loaded.checks
+        ]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            typer.echo(
+                "  ".join(
+                    cell.ljust(width) for cell, width in zip(row, widths, strict=True)
+                ).rstrip()
+            )
+        types = sorted({check.type.name for check in loaded.checks})
+        waivers = f", {len(loaded.waivers)} waivers" if loaded.waivers else ""
+        typer.echo(
+            f"OK {profile}: {len(loaded.checks)} checks ({', '.join(types) or 'none'}){waivers}; "
+            f"gate fails on {loaded.gate.fail_on.value} or above"
+        )
+
+
+@app.command("checks")
+def list_checks() -> None:
+    """List the installed check types, one line each."""
+    with _errors_reported(False):
+        from rich.table import Table
+        from rich.text import Text
+
+        from readycheck.registry import Registry
+
+        registry = Registry()
+        console = _console()
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        table.add_column("type", no_wrap=True)
+        table.add_column("category", no_wrap=True)
+        table.add_column("what it checks")
+        table.add_column("from", style="dim")
+        for check_type in registry.all():
+            provider = "" if check_type.provider.startswith("readycheck ") else check_type.provider
+            table.add_row(
+                Text(check_type.name),
+                Text(check_type.category),
+                Text(check_type.description),
+                Text(provider),
+            )
+        console.print(table)
+        for name, problem in registry.problems().items():
+            _console(stderr=True).print(Text(f"unavailable: {name}: {problem}", style="yellow"))
+
+
+@app.command()
+def explain(
+    check_type: Annotated[str, typer.Argument(metavar="TYPE", help="A check type, e.g. command.")],
+) -> None:
+    """Show one check type's parameters: name, type, default and meaning."""
+    with _errors_reported(False):
+        from rich.table import Table
+        from rich.text import Text
+
+        from readycheck.errors import UsageError
+        from readycheck.reference import nested_models, param_rows
+        from readycheck.registry import CheckTypeUnavailable, Registry, UnknownCheckType
+
+        try:
+            found = Registry().get(check_type)
+        except (UnknownCheckType, CheckTypeUnavailable) as exc:
+            raise UsageError(str(exc)) from None
+        console = _console()
+        title = Text.assemble((found.name, "bold"), f"  (category {found.category}")
+        if found.exclusive:
+            title.append("; runs alone, after the other checks")
+        title.append(f"; from {found.provider})" if found.provider else ")")
+        console.print(title)
+        doc = " ".join(found.doc.split()) if found.doc else ""
+        if doc:
+            console.print(Text(doc))
+        for model in [found.params, *nested_models(found.params)]:
+            console.print()
+            heading = "Parameters (under with:)" if model is found.params else model.__name__
+            table = Table(title=heading, title_justify="left", header_style="bold", expand=False)
+            for column in ("name", "type", "default", "meaning"):
+                table.add_column(column, overflow="fold")
+            for row in param_rows(model):
+                table.add_row(
+                    Text(row.name, style="bold" if row.required else ""),
+                    Text(row.type),
+                    Text(
+                        "required" if row.required else row.default,
+                        style="yellow" if row.required else "dim",
+                    ),
+                    Text(row.description),
+                )
+            console.print(table)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of a profile (for editor completion)."""
+    with _errors_reported(False):
+        import json
+
+        from readycheck.reference import profile_schema
+        from readycheck.registry import Registry
+
+        sys.stdout.write(json.dumps(profile_schema(Registry()), indent=2) + "\n")
+
+
+# -- plumbing ------------------------------------------------------------------------------
+
+
+class _errors_reported:
+    """Turn readycheck's errors into a message and exit 2; no traceback without --debug."""
+
+    def __init__(self, debug: bool) -> None:
+        self.debug = debug
+        from readycheck.redact import Redactor
+
+        self.redactor = Redactor()
+
+    def __enter__(self) -> Redactor:
+        return self.redactor
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if exc is None or isinstance(exc, typer.Exit | SystemExit):
+            return
+        from readycheck.errors import ProfileError, ReadycheckError
+
+        if isinstance(exc, KeyboardInterrupt):
+            _print_error("interrupted", self.redactor)
+            _exit(EXIT_INTERRUPTED)
+        if self.debug:
+            import traceback
+
+            _print_error("".join(traceback.format_exception(exc)).rstrip(), self.redactor)
+        if isinstance(exc, ProfileError):
+            count = len(exc.problems)
+            heading = "profile error" if count == 1 else f"{count} profile errors"
+            lines = [f"  {problem}" for problem in exc.problems]
+            _print_error(f"{heading}:\n" + "\n".join(lines), self.redactor)
+        elif isinstance(exc, ReadycheckError):
+            _print_error(str(exc), self.redactor)
+        else:
+            _print_error(
+                f"readycheck internal error: {type(exc).__name__}: {exc}\n"
+                "Run with --debug for the traceback, and please report it.",
+                self.redactor,
+            )
+        _exit(EXIT_USAGE)
+
+
+def _print_error(message: str, redactor: Redactor) -> None:
+    sys.stderr.write(f"error: {redactor.redact(message)}\n")
+    sys.stderr.flush()
+
+
+def _load(profile: Path, variables: list[str] | None, redactor: Redactor) -> Profile:
+    from readycheck.errors import UsageError
+    from readycheck.profile import load_profile
+
+    overrides: dict[str, str] = {}
+    for item in variables or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--var {item!r}: write NAME=VALUE")
+        overrides[name.strip()] = value
+    loaded = load_profile(profile, variables=overrides)
+    redactor.add(*loaded.secrets)
+    return loaded
+
+
+def _setup_logging(debug: bool, log_file: Path | None, redactor: Redactor) -> None:
+    import logging
+
+    from readycheck.redact import RedactingFilter
+
+    logger = logging.getLogger("readycheck")
+    logger.setLevel(logging.DEBUG if (debug or log_file) else logging.WARNING)
+    logger.propagate = False
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers[0].setLevel(logging.DEBUG if debug else logging.WARNING)
+    if log_file is not None:
+        try:
+            handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+        except OSError as exc:
+            from readycheck.errors import UsageError
+
+            raise UsageError(f"--log {log_file}: {exc.strerror or exc}") from None
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        handler.addFilter(RedactingFilter(redactor))
+        logger.addHandler(handler)
+
+
+def _console(stderr: bool = False) -> rich_console.Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def _run_engine(engine: Engine, reporter: ConsoleReporter) -> RunResult:
+    """Run on a loop of our own: Ctrl-C and SIGTERM interrupt the run (a second one forces
+    an exit), and shutting the loop down never waits on a check that will not stop."""
+    import asyncio
+    import signal
+
+    loop = asyncio.new_event_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def on_signal(signum: int) -> None:
+        if engine.interrupted:
+            sys.stderr.write("\ninterrupted again: exiting without writing outputs\n")
+            sys.stderr.flush()
+            os._exit(EXIT_INTERRUPTED)
+        name = signal.Signals(signum).name
+        reporter.message(f"\n{name}: stopping the running checks (again to exit at once)")
+        engine.interrupt()
+
+    for sig in signals:
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        return loop.run_until_complete(engine.run())
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        _close_loop(loop)
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    import asyncio
+
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.wait(pending, timeout=1.0))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
+
+
+def _write_outputs(
+    result: RunResult,
+    redactor: Redactor,
+    *,
+    report: Path | None,
+    json_out: str | None,
+    junit: Path | None,
+    template: Path | None,
+) -> set[str]:
+    """Write every requested output; an output that fails does not stop the others."""
+    from readycheck.errors import OutputError
+    from readycheck.report.files import write_atomic
+
+    def as_json() -> str:
+        from readycheck.report import json as json_report
+
+        return json_report.render(result, redactor)
+
+    def as_junit() -> str:
+        from readycheck.report import junit as junit_report
+
+        return junit_report.render(result, redactor)
+
+    def as_markdown() -> str:
+        from readycheck.report import markdown
+
+        return markdown.render(result, template=template, redactor=redactor)
+
+    failed: set[str] = set()
+    jobs: list[tuple[str, Callable[[], str]]] = []
+    if json_out is not None:
+        jobs.append((json_out, as_json))
+    if junit is not None:
+        jobs.append((str(junit), as_junit))
+    if report is not None:
+        jobs.append((str(report), as_markdown))
+    for target, render in jobs:
+        try:
+            text = render()
+            if target == "-":
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            else:
+                write_atomic(Path(target), text)
+        except OutputError as exc:
+            _print_error(str(exc), redactor)
+            failed.add(target)
+    return failed
+
+
+def _exit(code: int, *, abandoned: bool = False) -> NoReturn:
+    """Exit with ``code``. When a check was abandoned (it ignored cancellation), its thread
+    or task may never end: leave without waiting for it."""
+    if abandoned:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    app()
+
+
+if TYPE_CHECKING:
+    from rich import console as rich_console

@@ -1,0 +1,208 @@
+"""The base of every check type's parameter model, and the secret-typed values.
+
+A parameter model is the single source of truth for a check type's parameters: load-time
+validation, ``readycheck explain``, the JSON Schema and the reference docs all come from
+it. Models import no driver, so validating a profile stays fast.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+    from pydantic.json_schema import JsonSchemaValue
+    from pydantic_core import CoreSchema
+
+_CONNINFO_PASSWORD = re.compile(r"(?i)\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
+_SECRET_QUERY_KEYS = {"password", "passwd", "pass", "token", "secret", "api_key", "apikey", "key"}
+
+
+class Secret:
+    """A value that never appears in any output: ``str()`` and ``repr()`` show ``***``.
+
+    Call :meth:`reveal` at the point of use (opening the connection, sending the header).
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def redaction_values(self) -> list[str]:
+        """Every string the redactor must mask for this secret."""
+        return [self._value]
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}('***')"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Secret) and type(other) is type(self) and other._value == self._value
+        )
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._value))
+
+    def __len__(self) -> int:
+        return len(self._value)
+
+    @classmethod
+    def _validate(cls, value: object) -> Secret:
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            # Never echo the value: it is a secret, even when it is of the wrong type.
+            kind = (
+                "list"
+                if isinstance(value, list)
+                else "mapping"
+                if isinstance(value, dict)
+                else "number"
+                if isinstance(value, float)
+                else type(value).__name__
+            )
+            raise ValueError(f"expected a string, got a {kind}")
+        return cls(str(value))
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: type[Any], handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_plain_validator_function(
+            cls._validate,
+            serialization=core_schema.plain_serializer_function_ser_schema(lambda _: "***"),
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string", "format": "password", "writeOnly": True}
+
+
+class SecretDsn(Secret):
+    """A connection string (URL or libpq ``key=value`` form) whose password is secret.
+
+    The whole string and the password inside it, decoded, are masked in every output.
+    """
+
+    __slots__ = ()
+
+    def redaction_values(self) -> list[str]:
+        values = [self._value, *_embedded_credentials(self._value)]
+        return [value for value in values if value]
+
+    @classmethod
+    def _validate(cls, value: object) -> Secret:
+        secret = super()._validate(value)
+        if not secret.reveal().strip():
+            raise ValueError("the connection string is empty")
+        return secret
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {
+            "type": "string",
+            "format": "password",
+            "writeOnly": True,
+            "examples": ["postgresql://app:${env:DB_PASSWORD}@db.internal:5432/app"],
+        }
+
+
+class SecretUrl(SecretDsn):
+    """A URL whose credentials are secret (``redis://:password@host:6379/0``)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def _validate(cls, value: object) -> Secret:
+        secret = super()._validate(value)
+        if "://" not in secret.reveal():
+            raise ValueError("expected a URL such as scheme://user:password@host:port/path")
+        return secret
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string", "format": "password", "writeOnly": True}
+
+
+def _embedded_credentials(dsn: str) -> Iterator[str]:
+    """Passwords inside a URL (userinfo or query) or a libpq keyword string."""
+    for match in _CONNINFO_PASSWORD.finditer(dsn):
+        raw = match.group(1)
+        yield raw
+        if raw.startswith("'") and raw.endswith("'") and len(raw) >= 2:
+            yield raw[1:-1].replace("\\'", "'").replace("\\\\", "\\")
+    if "://" not in dsn:
+        return
+    try:
+        parts = urlsplit(dsn)
+        password = parts.password
+    except ValueError:
+        # Not a URL we can parse: mask what sits between the first ':' after the scheme
+        # and the last '@', which is where a password would be.
+        head = dsn.split("://", 1)[1].rsplit("@", 1)
+        if len(head) == 2 and ":" in head[0]:
+            userinfo_password = head[0].split(":", 1)[1]
+            yield userinfo_password
+            yield unquote(userinfo_password)
+        return
+    if password:
+        yield password
+        yield unquote(password)
+    for key, value in parse_qsl(parts.query, keep_blank_values=False):
+        if key.lower() in _SECRET_QUERY_KEYS:
+            yield value
+
+
+class CheckParams(BaseModel):
+    """Base class of every check type's parameters (the ``with:`` block of a check).
+
+    Unknown keys are refused. Subclasses give every field a ``description``: it is what
+    ``readycheck explain`` and the reference docs show.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def secret_values(self) -> Iterator[str]:
+        """Every secret string in these parameters, for the redactor.
+
+        The default walks the fields for :class:`Secret` values; a model whose secrecy
+        depends on another field (headers named in ``secret_headers``) extends it.
+        """
+        for name in type(self).model_fields:
+            yield from _walk_secrets(getattr(self, name))
+
+
+def _walk_secrets(value: object) -> Iterator[str]:
+    if isinstance(value, Secret):
+        yield from value.redaction_values()
+    elif isinstance(value, CheckParams):
+        yield from value.secret_values()
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _walk_secrets(getattr(value, name))
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            yield from _walk_secrets(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _walk_secrets(item)

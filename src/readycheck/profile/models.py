@@ -1,0 +1,176 @@
+"""The profile's models: what a profile file may say, and the plan it loads into.
+
+The pydantic models validate the document (unknown keys refused); the frozen dataclasses
+are what the engine runs: types resolved, parameters validated, defaults applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from readycheck.errors import Location
+from readycheck.params import CheckParams
+from readycheck.redact import Redactor
+from readycheck.registry import CheckType
+from readycheck.results import Gate, Severity
+from readycheck.units import Duration
+
+_TEN_SECONDS = Duration("10s")
+_ONE_SECOND = Duration("1s")
+CHECK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+
+class Defaults(_Model):
+    """Values every check takes unless it sets its own."""
+
+    timeout: Duration = Field(Duration("10s"), description="Time limit of one attempt.")
+    retries: int = Field(0, ge=0, le=100, description="Attempts after the first, when not PASS.")
+    retry_for: Duration | None = Field(
+        None, description="Keep retrying until PASS or this window closes (with backoff)."
+    )
+    retry_interval: Duration = Field(
+        Duration("1s"), description="First pause between attempts; doubles up to 15s."
+    )
+    severity: Severity = Field(Severity.HIGH, description="How much a failure matters.")
+
+
+class GateModel(_Model):
+    """Which results block the deploy."""
+
+    fail_on: Severity = Field(
+        Severity.HIGH, description="FAIL or ERROR at this severity or above blocks."
+    )
+    strict: bool = Field(False, description="WARN blocks too (as --strict does).")
+
+
+class Signoff(_Model):
+    """Who signs off on the report, and how to roll back."""
+
+    service: str | None = Field(None, description="The service being released.")
+    release: str | None = Field(None, description="The release or version being deployed.")
+    approvers: list[str] = Field(default_factory=list, description="Roles that sign the report.")
+    rollback: str | None = Field(None, description="The rollback procedure, in prose.")
+    notes: str | None = Field(None, description="Anything else the reader should know.")
+
+
+class CheckSpecModel(_Model):
+    """One check of the profile."""
+
+    id: str = Field(pattern=CHECK_ID_PATTERN, description="Unique id of the check.")
+    type: str = Field(description="Check type, e.g. 'command' (see `readycheck checks`).")
+    name: str | None = Field(None, description="Human-readable name (default: the id).")
+    description: str | None = Field(None, description="What this check is for.")
+    severity: Severity | None = Field(None, description="critical, high, medium, low or info.")
+    category: str | None = Field(None, description="Report category (default: the type's).")
+    tags: list[str] = Field(default_factory=list, description="Labels for --only tag:NAME.")
+    needs: list[str] = Field(
+        default_factory=list, description="Ids that must PASS before this check runs."
+    )
+    timeout: Duration | None = Field(None, description="Time limit of one attempt.")
+    retries: int | None = Field(None, ge=0, le=100, description="Attempts after the first.")
+    retry_for: Duration | None = Field(None, description="Poll until PASS within this window.")
+    retry_interval: Duration | None = Field(None, description="First pause between attempts.")
+    remediation: str | None = Field(None, description="What to do when it fails.")
+    with_: dict[str, Any] = Field(
+        default_factory=dict, alias="with", description="The check type's parameters."
+    )
+
+
+class WaiverModel(_Model):
+    """An accepted risk: a failing check that does not block until a date."""
+
+    check: str = Field(description="Id of the waived check.")
+    reason: str = Field(min_length=1, description="Why the risk is accepted.")
+    approved_by: str = Field(min_length=1, description="Who accepted it.")
+    until: date = Field(description="Last day the waiver applies (YYYY-MM-DD, UTC).")
+
+
+class ProfileModel(_Model):
+    """A readiness profile."""
+
+    version: Literal[1] = Field(1, description="Profile format version.")
+    name: str | None = Field(None, description="Profile name (default: the file name).")
+    description: str | None = Field(None, description="What this profile gates.")
+    environment: str | None = Field(None, description="Environment name, e.g. production.")
+    extends: str | list[str] | None = Field(
+        None, description="Profile file(s) this one builds on, relative to this file."
+    )
+    vars: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Values for ${vars.name}."
+    )
+    defaults: Defaults = Field(default_factory=Defaults, description="Defaults for every check.")
+    gate: GateModel = Field(default_factory=GateModel, description="Which results block.")
+    signoff: Signoff | None = Field(None, description="Sign-off section of the report.")
+    checks: list[CheckSpecModel] = Field(default_factory=list, description="The checks to run.")
+    waivers: list[WaiverModel] = Field(default_factory=list, description="Accepted risks.")
+
+
+@dataclass(frozen=True)
+class PlannedCheck:
+    """A check ready to run: its type resolved, parameters validated, defaults applied."""
+
+    id: str
+    type: CheckType
+    params: CheckParams
+    name: str
+    severity: Severity
+    category: str
+    tags: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()
+    timeout: Duration = _TEN_SECONDS
+    retries: int = 0
+    retry_for: Duration | None = None
+    retry_interval: Duration = _ONE_SECOND
+    remediation: str | None = None
+    description: str | None = None
+    location: Location | None = None
+
+
+@dataclass(frozen=True)
+class Waiver:
+    check: str
+    reason: str
+    approved_by: str
+    until: date
+    location: Location | None = None
+
+    def expired(self, today: date) -> bool:
+        return today > self.until
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    path: Path
+    digest: str
+    files: tuple[Path, ...]
+    environment: str | None
+    description: str | None
+    gate: Gate
+    signoff: Signoff | None
+    checks: tuple[PlannedCheck, ...]
+    waivers: tuple[Waiver, ...]
+    secrets: frozenset[str]
+
+    @property
+    def base_dir(self) -> Path:
+        """Relative paths in check parameters resolve against the profile's directory."""
+        return self.path.parent
+
+    def redactor(self) -> Redactor:
+        return Redactor(self.secrets)
+
+    def check(self, check_id: str) -> PlannedCheck:
+        for planned in self.checks:
+            if planned.id == check_id:
+                return planned
+        raise KeyError(check_id)

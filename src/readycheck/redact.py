@@ -1,0 +1,115 @@
+"""The one place that knows secret values and scrubs every string that leaves the process.
+
+The profile loader registers every value that lands in a secret-typed parameter (and
+the password inside a DSN, and values interpolated from environment variables whose
+names look secret); the engine, every reporter and the log handler pass their text
+through :meth:`Redactor.redact`. Beyond the registered values, credentials inside URLs
+and libpq ``password=`` settings are masked wherever they appear, so a DSN that was never
+registered (a library echoing its conninfo) still shows no password.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
+
+MASK = "***"
+
+# scheme://user:password@host -> scheme://user:***@host
+_URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.\-]*://[^\s/:@]*:)([^\s@/]+)(@)")
+# libpq keyword form: password=secret or password='sec ret'
+_CONNINFO_PASSWORD = re.compile(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"]+)")
+_SECRET_WORDS = {
+    "KEY",
+    "SECRET",
+    "TOKEN",
+    "PASSWORD",
+    "PASSWD",
+    "PASS",
+    "PWD",
+    "DSN",
+    "CREDENTIAL",
+    "CREDENTIALS",
+    "AUTH",
+    "AUTHORIZATION",
+    "PRIVATE",
+    "COOKIE",
+    "SIGNATURE",
+    "APIKEY",
+}
+_WORD = re.compile(r"[A-Za-z0-9]+")
+
+
+def looks_secret(name: str) -> bool:
+    """Whether a variable or header name suggests its value is a secret (``API_KEY``)."""
+    parts = [part.upper() for part in _WORD.findall(name)]
+    return any(part in _SECRET_WORDS for part in parts) or any(
+        part.endswith(("KEY", "TOKEN", "SECRET", "PASSWORD")) for part in parts
+    )
+
+
+def url_has_credentials(value: str) -> bool:
+    return _URL_PASSWORD.search(value) is not None
+
+
+def forms_of(secret: str) -> set[str]:
+    """The forms in which a secret may travel: as is, URL-encoded and base64-encoded."""
+    forms = {secret, quote(secret, safe=""), quote_plus(secret), quote(secret)}
+    raw = secret.encode()
+    for encoded in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):
+        text = encoded.decode()
+        forms.update({text, text.rstrip("=")})
+    return {form for form in forms if form}
+
+
+class Redactor:
+    """Knows the run's secret values; masks them, and URL credentials, in any text."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._forms: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self.add(*secrets)
+
+    def add(self, *secrets: str) -> None:
+        for secret in secrets:
+            if secret:
+                self._forms |= forms_of(secret)
+        self._pattern = None
+
+    def __contains__(self, value: str) -> bool:
+        return value in self._forms
+
+    def __len__(self) -> int:
+        return len(self._forms)
+
+    def redact(self, text: str) -> str:
+        if not text:
+            return text
+        if self._forms:
+            if self._pattern is None:
+                # Longest first, so a secret containing another is masked whole.
+                ordered = sorted(self._forms, key=len, reverse=True)
+                self._pattern = re.compile("|".join(re.escape(form) for form in ordered))
+            text = self._pattern.sub(MASK, text)
+        text = _URL_PASSWORD.sub(rf"\g<1>{MASK}\g<3>", text)
+        return _CONNINFO_PASSWORD.sub(rf"\g<1>{MASK}", text)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that renders each record and masks what the redactor knows."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.redactor.redact(record.getMessage())
+        record.args = None
+        if record.exc_info:
+            formatter = logging.Formatter()
+            record.exc_text = self.redactor.redact(formatter.formatException(record.exc_info))
+            record.exc_info = None
+        return True

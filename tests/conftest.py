@@ -1,0 +1,129 @@
+"""Shared fixtures: the test check types installed as a plugin, profile files, the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+pytest_plugins = ["tests.servers.http", "tests.servers.postgres", "tests.servers.redis"]
+
+REPO = Path(__file__).resolve().parent.parent
+
+TEST_TYPES = {
+    "test.sleep": "tests.checktypes:sleep",
+    "test.exclusive": "tests.checktypes:exclusive",
+    "test.flaky": "tests.checktypes:flaky",
+    "test.secret": "tests.checktypes:secret",
+    "test.raise": "tests.checktypes:raises",
+    "test.stubborn": "tests.checktypes:stubborn",
+    "test.wrong_return": "tests.checktypes:wrong_return",
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_types_plugin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Install tests/checktypes.py's types the way a plugin is installed: a distribution
+    whose metadata declares `readycheck.checks` entry points, on sys.path."""
+    site = tmp_path_factory.mktemp("plugin-site")
+    dist_info = site / "readycheck_testtypes-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: readycheck-testtypes\nVersion: 1.0\n"
+    )
+    lines = [f"{name} = {target}" for name, target in TEST_TYPES.items()]
+    (dist_info / "entry_points.txt").write_text("[readycheck.checks]\n" + "\n".join(lines) + "\n")
+    sys.path.insert(0, str(site))
+    try:
+        yield site
+    finally:
+        sys.path.remove(str(site))
+
+
+@pytest.fixture
+def subprocess_env(test_types_plugin: Path) -> dict[str, str]:
+    """Environment for running readycheck in a subprocess with the test types."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(test_types_plugin), str(REPO)])
+    env.pop("GITHUB_ACTIONS", None)
+    env["COLUMNS"] = "200"
+    return env
+
+
+@pytest.fixture
+def write_profile(tmp_path: Path) -> Callable[..., Path]:
+    """Write a profile (dedented YAML) into the test's directory and return its path."""
+
+    def write(text: str, name: str = "profile.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+        return path
+
+    return write
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@pytest.fixture
+def cli() -> Callable[..., CliResult]:
+    """Run the readycheck CLI in-process (fast); returns exit code, stdout and stderr."""
+    from readycheck.cli import app
+
+    def invoke(*args: str | Path, env: dict[str, str] | None = None) -> CliResult:
+        runner = CliRunner()
+        result = runner.invoke(
+            app,
+            [str(arg) for arg in args],
+            env={"COLUMNS": "200", **(env or {})},
+            catch_exceptions=False,
+        )
+        return CliResult(result.exit_code, result.stdout, result.stderr)
+
+    return invoke
+
+
+@pytest.fixture
+def readycheck_process(subprocess_env: dict[str, str]) -> Callable[..., CliResult]:
+    """Run ``python -m readycheck`` in a subprocess, as a user or CI would."""
+
+    def run(
+        *args: str | Path,
+        cwd: Path | None = None,
+        timeout: float = 60,
+        env: dict[str, str] | None = None,
+    ) -> CliResult:
+        completed = subprocess.run(
+            [sys.executable, "-m", "readycheck", *map(str, args)],
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            env={**subprocess_env, **(env or {})},
+            timeout=timeout,
+        )
+        return CliResult(completed.returncode, completed.stdout, completed.stderr)
+
+    return run
+
+
+@pytest.fixture(autouse=True)
+def _clear_test_type_state() -> None:
+    from tests import checktypes
+
+    checktypes.EVENTS.clear()
+    checktypes.ATTEMPTS.clear()
