@@ -23,6 +23,7 @@ class SleepParams(CheckParams):
     summary: str = Field("slept", description="Summary to return.")
     evidence: list[str] = Field(default_factory=list, description="Evidence to return.")
     metrics: dict[str, float] = Field(default_factory=dict, description="Metrics to return.")
+    data: dict[str, Any] = Field(default_factory=dict, description="Data to return.")
 
 
 @check("test.sleep", params=SleepParams, category="testing")
@@ -35,7 +36,7 @@ async def sleep(p: SleepParams, ctx: Context) -> Outcome:
         EVENTS.append((ctx.check_id, "end", time.monotonic()))
     from readycheck.results import Status
 
-    return Outcome(Status(p.status), p.summary, tuple(p.evidence), dict(p.metrics))
+    return Outcome(Status(p.status), p.summary, tuple(p.evidence), dict(p.metrics), None, p.data)
 
 
 @check("test.exclusive", params=SleepParams, category="performance", exclusive=True)

@@ -18,12 +18,12 @@ from readycheck import __version__
 
 if TYPE_CHECKING:
     import asyncio
-    from collections.abc import Callable
 
     from readycheck.engine import Engine
     from readycheck.profile import Profile
     from readycheck.redact import Redactor
     from readycheck.report.console import ConsoleReporter
+    from readycheck.report.publish import Targets
     from readycheck.results import RunResult
 
 EXIT_USAGE = 2
@@ -69,25 +69,49 @@ VarOpt = Annotated[
 ]
 
 
+ReportOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--report", help="Write the Markdown sign-off report to this file."),
+]
+JsonOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--json", help="Write the results as JSON to this file ('-': stdout)."),
+]
+JunitOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--junit", help="Write JUnit XML to this file."),
+]
+HtmlOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--html", help="Write the report as one self-contained HTML file."),
+]
+TemplateOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--template", help="A Jinja template for --report instead of the built-in."),
+]
+BaselineOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--baseline", help="An earlier run's --json file: show what changed since."),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the verdict line.")]
+NoAnnotationsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-ci-annotations",
+        help="In GitHub Actions, do not emit ::error/::warning annotations.",
+    ),
+]
+
+
 @app.command()
 def run(
     profile: ProfileArg,
-    report: Annotated[
-        Optional[Path],  # noqa: UP045
-        typer.Option("--report", help="Write the Markdown sign-off report to this file."),
-    ] = None,
-    json_out: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option("--json", help="Write the results as JSON to this file ('-': stdout)."),
-    ] = None,
-    junit: Annotated[
-        Optional[Path],  # noqa: UP045
-        typer.Option("--junit", help="Write JUnit XML to this file."),
-    ] = None,
-    template: Annotated[
-        Optional[Path],  # noqa: UP045
-        typer.Option("--template", help="A Jinja template for --report instead of the built-in."),
-    ] = None,
+    report: ReportOpt = None,
+    json_out: JsonOpt = None,
+    junit: JunitOpt = None,
+    html: HtmlOpt = None,
+    template: TemplateOpt = None,
+    baseline: BaselineOpt = None,
     only: Annotated[
         Optional[list[str]],  # noqa: UP045
         typer.Option("--only", help="Run only these check ids or tag:NAME. Repeatable."),
@@ -104,14 +128,13 @@ def run(
         typer.Option("--deadline", help="Time limit for the whole run, e.g. 5m."),
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="WARN blocks too.")] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Print only the verdict line.")
-    ] = False,
+    quiet: QuietOpt = False,
     variables: VarOpt = None,
     log_file: Annotated[
         Optional[Path],  # noqa: UP045
         typer.Option("--log", help="Write a debug log (secrets masked) to this file."),
     ] = None,
+    no_ci_annotations: NoAnnotationsOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Run the profile's checks and exit 0 (ready), 1 (not ready), 2 (profile error) or
@@ -120,21 +143,14 @@ def run(
         from readycheck.engine import Engine, RunOptions
         from readycheck.errors import UsageError
         from readycheck.report import console as console_report
-        from readycheck.report.files import check_writable
+        from readycheck.report.publish import Targets
         from readycheck.units import Duration
 
         loaded = _load(profile, variables, redactor)
         _setup_logging(debug, log_file, redactor)
-        outputs = {"--report": report, "--junit": junit}
-        if json_out not in (None, "-"):
-            outputs["--json"] = Path(json_out)
-        for option, path in outputs.items():
-            if path is not None:
-                check_writable(path, option)
-        if template is not None:
-            from readycheck.report.markdown import check_template
-
-            check_template(template)
+        targets = Targets(report=report, json=json_out, junit=junit, html=html, template=template)
+        targets.check()
+        previous = _load_baseline(baseline)
         try:
             limit = Duration.parse(deadline) if deadline else None
         except ValueError as exc:
@@ -154,15 +170,47 @@ def run(
         engine = Engine(loaded, options, observer=reporter, redactor=redactor)
         with reporter:
             result = _run_engine(engine, reporter)
-        failed_outputs = _write_outputs(
-            result, redactor, report=report, json_out=json_out, junit=junit, template=template
-        )
-        reporter.summary(result)
-        for written in [report, junit, None if json_out in (None, "-") else json_out]:
-            if written is not None and not quiet and str(written) not in failed_outputs:
-                reporter.console.print(f"wrote {written}", style="dim", highlight=False)
-        code = EXIT_USAGE if failed_outputs else result.exit_code
+        from readycheck.gitinfo import current_commit
+
+        result = result.model_copy(update={"git": current_commit()})
+        result = _compared(result, previous, baseline)
+        code = _publish(result, targets, reporter, redactor, annotate=not no_ci_annotations)
         _exit(code, abandoned=bool(engine.abandoned))
+
+
+@app.command("report")
+def report_command(
+    results: Annotated[
+        Path,
+        typer.Argument(metavar="RESULTS", help="A results file written by `run --json`."),
+    ],
+    report: ReportOpt = None,
+    json_out: JsonOpt = None,
+    junit: JunitOpt = None,
+    html: HtmlOpt = None,
+    template: TemplateOpt = None,
+    baseline: BaselineOpt = None,
+    quiet: QuietOpt = False,
+    no_ci_annotations: NoAnnotationsOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Render the outputs again from a saved results file, running nothing. Exits 0 when
+    every output was written (whatever the saved verdict), 2 otherwise."""
+    with _errors_reported(debug) as redactor:
+        from readycheck.baseline import load_results
+        from readycheck.report import console as console_report
+        from readycheck.report.publish import Targets
+
+        saved = load_results(results, "results")
+        targets = Targets(report=report, json=json_out, junit=junit, html=html, template=template)
+        targets.check()
+        saved = _compared(saved, _load_baseline(baseline), baseline)
+        stream = sys.stderr if json_out == "-" else sys.stdout
+        reporter = console_report.ConsoleReporter(
+            stream, total=len(saved.checks), quiet=quiet, redactor=redactor
+        )
+        code = _publish(saved, targets, reporter, redactor, annotate=not no_ci_annotations)
+        _exit(EXIT_USAGE if code == EXIT_USAGE else 0)
 
 
 @app.command()
@@ -415,54 +463,59 @@ def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
     loop.close()
 
 
-def _write_outputs(
+def _load_baseline(path: Path | None) -> RunResult | None:
+    if path is None:
+        return None
+    from readycheck.baseline import load_results
+
+    return load_results(path, "--baseline")
+
+
+def _compared(result: RunResult, previous: RunResult | None, path: Path | None) -> RunResult:
+    if previous is None or path is None:
+        return result
+    from readycheck import baseline
+
+    comparison = baseline.compare(
+        result, previous, path=str(path), tolerance=result.gate.regression
+    )
+    return baseline.apply(result, comparison)
+
+
+def _publish(
     result: RunResult,
+    targets: Targets,
+    reporter: ConsoleReporter,
     redactor: Redactor,
     *,
-    report: Path | None,
-    json_out: str | None,
-    junit: Path | None,
-    template: Path | None,
-) -> set[str]:
-    """Write every requested output; an output that fails does not stop the others."""
+    annotate: bool,
+) -> int:
+    """Write the outputs, show the summary, feed the CI; the exit code to end with."""
     from readycheck.errors import OutputError
-    from readycheck.report.files import write_atomic
+    from readycheck.report import github
 
-    def as_json() -> str:
-        from readycheck.report import json as json_report
-
-        return json_report.render(result, redactor)
-
-    def as_junit() -> str:
-        from readycheck.report import junit as junit_report
-
-        return junit_report.render(result, redactor)
-
-    def as_markdown() -> str:
+    written, failed = targets.write(result, redactor)
+    reporter.summary(result)
+    if github.enabled(os.environ):
         from readycheck.report import markdown
 
-        return markdown.render(result, template=template, redactor=redactor)
-
-    failed: set[str] = set()
-    jobs: list[tuple[str, Callable[[], str]]] = []
-    if json_out is not None:
-        jobs.append((json_out, as_json))
-    if junit is not None:
-        jobs.append((str(junit), as_junit))
-    if report is not None:
-        jobs.append((str(report), as_markdown))
-    for target, render in jobs:
         try:
-            text = render()
-            if target == "-":
-                sys.stdout.write(text)
-                sys.stdout.flush()
-            else:
-                write_atomic(Path(target), text)
+            github.emit(
+                result,
+                markdown.render(result, redactor=redactor),
+                environ=os.environ,
+                redactor=redactor,
+                annotate=annotate,
+                write=lambda line: reporter.stream.write(line + "\n"),
+            )
         except OutputError as exc:
-            _print_error(str(exc), redactor)
-            failed.add(target)
-    return failed
+            failed.append(str(exc))
+    for message in failed:
+        _print_error(message, redactor)
+    if not reporter.quiet:
+        for path in written:
+            reporter.console.print(f"wrote {path}", style="dim", highlight=False)
+    return EXIT_USAGE if failed else result.exit_code
 
 
 def _exit(code: int, *, abandoned: bool = False) -> NoReturn:

@@ -13,6 +13,7 @@ engine never waits on a check beyond its timeout plus that grace.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import time
@@ -29,7 +30,6 @@ from readycheck.profile import PlannedCheck, Profile, Waiver
 from readycheck.redact import Redactor
 from readycheck.results import (
     CheckResult,
-    Gate,
     GateInfo,
     Outcome,
     ProfileInfo,
@@ -147,7 +147,9 @@ class Engine:
         self.redactor = redactor or profile.redactor()
         self.clock = clock
         self.timer = timer
-        self.gate = Gate(profile.gate.fail_on, profile.gate.strict or self.options.strict)
+        self.gate = dataclasses.replace(
+            profile.gate, strict=profile.gate.strict or self.options.strict
+        )
         self.left_out = select(profile, self.options.only, self.options.skip)
         self.abandoned: list[asyncio.Task[Any]] = []
         self._stop: asyncio.Future[str] | None = None
@@ -449,6 +451,7 @@ class Engine:
             attempts=finished.attempts,
             waiver=waiver,
             data=_json_safe(outcome.data, self.redactor),
+            location=str(check.location) if check.location else None,
             traceback=redact(finished.traceback) if finished.traceback else None,
         )
 
@@ -493,7 +496,12 @@ class Engine:
             verdict=verdict,
             exit_code=verdict.exit_code,
             summary=summarize(check.status for check in checks),
-            gate=GateInfo(fail_on=self.gate.fail_on, strict=self.gate.strict),
+            gate=GateInfo(
+                fail_on=self.gate.fail_on,
+                strict=self.gate.strict,
+                fail_on_regression=self.gate.fail_on_regression,
+                regression=self.gate.regression,
+            ),
             checks=checks,
             waivers=records,
             signoff=_json_safe(self.profile.signoff.model_dump(exclude_none=True), self.redactor)

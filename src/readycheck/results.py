@@ -151,6 +151,9 @@ class Gate:
 
     fail_on: Severity = Severity.HIGH
     strict: bool = False
+    fail_on_regression: bool = False
+    regression: float = 0.2
+    """How far (a fraction) a metric may move from the baseline before it is reported."""
 
     def blocks(self, status: Status, severity: Severity) -> bool:
         blocking = {Status.FAIL, Status.ERROR} | ({Status.WARN} if self.strict else set())
@@ -190,6 +193,10 @@ class CheckResult(_Frozen):
     attempts: int = 0
     waiver: WaiverRecord | None = None
     data: dict[str, Any] = {}
+    location: str | None = None
+    """Where the profile defines the check (file:line:column)."""
+    regression: str | None = None
+    """Why the check counts as a regression against the baseline, when it does."""
     traceback: str | None = None
 
 
@@ -207,6 +214,50 @@ class ProfileInfo(_Frozen):
 class GateInfo(_Frozen):
     fail_on: Severity
     strict: bool
+    fail_on_regression: bool = False
+    regression: float = 0.2
+
+
+class GitInfo(_Frozen):
+    """The git commit of the directory readycheck ran in."""
+
+    commit: str
+    dirty: bool = False
+
+
+class StatusChange(_Frozen):
+    check: str
+    before: Status
+    after: Status
+
+
+class MetricChange(_Frozen):
+    check: str
+    metric: str
+    before: float
+    after: float
+    change: float | None
+    """(after - before) / |before|; None when before is 0."""
+    worse: bool | None
+    """True when the move is for the worse, None when the metric has no known direction."""
+
+
+class Comparison(_Frozen):
+    """What changed since an earlier run (``--baseline``)."""
+
+    baseline_path: str
+    baseline_started_at: datetime
+    baseline_verdict: Verdict
+    tolerance: float
+    regressed: list[StatusChange] = []
+    recovered: list[StatusChange] = []
+    new: list[str] = []
+    gone: list[str] = []
+    metrics: list[MetricChange] = []
+
+    @property
+    def has_regressions(self) -> bool:
+        return bool(self.regressed) or any(change.worse for change in self.metrics)
 
 
 class RunResult(_Frozen):
@@ -224,6 +275,8 @@ class RunResult(_Frozen):
     checks: list[CheckResult]
     waivers: list[WaiverRecord] = []
     signoff: dict[str, Any] | None = None
+    git: GitInfo | None = None
+    comparison: Comparison | None = None
 
     @property
     def blocking(self) -> list[CheckResult]:

@@ -100,7 +100,12 @@ def load_profile(
         files=tuple(file_path for file_path, _ in files),
         environment=model.environment,
         description=model.description,
-        gate=Gate(fail_on=model.gate.fail_on, strict=model.gate.strict),
+        gate=Gate(
+            fail_on=model.gate.fail_on,
+            strict=model.gate.strict,
+            fail_on_regression=model.gate.fail_on_regression,
+            regression=model.gate.regression,
+        ),
         signoff=model.signoff,
         checks=tuple(checks),
         waivers=tuple(waivers),

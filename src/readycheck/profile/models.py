@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from readycheck.errors import Location
 from readycheck.params import CheckParams
@@ -50,6 +50,26 @@ class GateModel(_Model):
         Severity.HIGH, description="FAIL or ERROR at this severity or above blocks."
     )
     strict: bool = Field(False, description="WARN blocks too (as --strict does).")
+    fail_on_regression: bool = Field(
+        False, description="A regression against --baseline blocks (a check or a metric)."
+    )
+    regression: Fraction = Field(
+        0.2,
+        description="How far a metric may move from the baseline before it is reported: "
+        "a fraction (0.2) or a percentage ('20%').",
+    )
+
+
+def _fraction(value: object) -> object:
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100
+        except ValueError:
+            raise ValueError(f"{value!r} is not a percentage such as '20%'") from None
+    return value
+
+
+Fraction = Annotated[float, BeforeValidator(_fraction), Field(ge=0, le=100)]
 
 
 class Signoff(_Model):

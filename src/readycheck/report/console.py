@@ -148,6 +148,10 @@ class ConsoleReporter:
             if details is not None:
                 self.console.print()
                 self.console.print(details)
+            changes = comparison_lines(result)
+            if changes is not None:
+                self.console.print()
+                self.console.print(changes)
             self.console.print()
         self.console.print(verdict_line(result), soft_wrap=True)
 
@@ -267,6 +271,52 @@ def failure_details(result: RunResult, redactor: Redactor | None = None) -> Grou
             )
         )
     return Group(*parts)
+
+
+def comparison_lines(result: RunResult) -> Group | None:
+    """What changed since the baseline, when there is one."""
+    comparison = result.comparison
+    if comparison is None:
+        return None
+    from rich.console import Group
+    from rich.text import Text
+
+    from readycheck.baseline import describe_metric_change
+
+    lines: list[RenderableType] = [
+        Text(
+            f"Since {comparison.baseline_path} ({comparison.baseline_verdict.value}, "
+            f"{comparison.baseline_started_at:%Y-%m-%d %H:%M}):",
+            style="bold",
+        )
+    ]
+    for change in comparison.regressed:
+        lines.append(
+            Text(
+                f"  regressed  {change.check}: {change.before.value} -> {change.after.value}",
+                style="red",
+            )
+        )
+    for change in comparison.recovered:
+        lines.append(
+            Text(
+                f"  recovered  {change.check}: {change.before.value} -> {change.after.value}",
+                style="green",
+            )
+        )
+    lines += [Text(f"  new        {check_id}") for check_id in comparison.new]
+    lines += [Text(f"  gone       {check_id}", style="dim") for check_id in comparison.gone]
+    for metric in comparison.metrics:
+        verdict = {True: "worse", False: "better", None: "changed"}[metric.worse]
+        lines.append(
+            Text(
+                f"  {verdict:<10} {metric.check}: {describe_metric_change(metric)}",
+                style="red" if metric.worse else "",
+            )
+        )
+    if len(lines) == 1:
+        lines.append(Text("  nothing changed", style="dim"))
+    return Group(*lines)
 
 
 def verdict_line(result: RunResult) -> Text:

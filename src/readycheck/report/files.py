@@ -41,3 +41,12 @@ def write_atomic(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def append_text(path: Path, text: str) -> None:
+    """Append to a file others also append to (the CI step summary)."""
+    try:
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise OutputError(f"cannot append to {path}: {exc.strerror or exc}") from None

@@ -1,0 +1,104 @@
+"""``--html``: the sign-off report as one self-contained HTML file.
+
+The same content as the Markdown report (the same context), styled inline, with each
+latency chart drawn as inline SVG: no script, font or stylesheet is fetched from
+anywhere, so the file opens the same on a laptop, in CI artifacts and offline.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import jinja2
+from markupsafe import Markup, escape
+
+from readycheck.errors import OutputError
+from readycheck.redact import Redactor
+from readycheck.report import overview
+from readycheck.results import RunResult, Status
+from readycheck.units import format_duration_ms
+
+_STATUS_CLASS = {
+    Status.PASS: "pass",
+    Status.WARN: "warn",
+    Status.FAIL: "fail",
+    Status.ERROR: "error",
+    Status.SKIP: "skip",
+    Status.WAIVED: "waived",
+}
+
+
+def render(result: RunResult, *, redactor: Redactor | None = None) -> str:
+    folder = resources.files("readycheck") / "templates"
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(folder)),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    environment.filters.update(
+        duration=format_duration_ms,
+        when=overview.when,
+        category=overview.category_title,
+        score=lambda value: "n/a" if value is None else f"{value:.1f}/5",
+        metric=lambda name, value: overview.format_metric(name, value),
+        status_class=lambda status: _STATUS_CLASS[status],
+    )
+    context = overview.context(result)
+    context["svg_charts"] = [(chart, latency_svg(chart)) for chart in context["charts"]]
+    try:
+        text = environment.get_template("report.html.j2").render(**context)
+    except jinja2.TemplateError as exc:
+        raise OutputError(f"HTML report template: {exc}") from None
+    return (redactor or Redactor()).redact(text)
+
+
+def latency_svg(chart: overview.LatencyChart) -> Markup:
+    """Bars for the percentiles, a dashed line for the budget, labelled axes."""
+    width, height = 560, 260
+    left, right, top, bottom = 56, 16, 28, 36
+    plot_w, plot_h = width - left - right, height - top - bottom
+    ceiling = overview.chart_top(chart)
+    slot = plot_w / len(chart.percentiles)
+    bar_w = slot * 0.6
+
+    def y(value: float) -> float:
+        return top + plot_h * (1 - value / ceiling)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" role="img" '
+        f'aria-label="latency percentiles of {escape(chart.check_id)}">',
+        f'<text x="{left}" y="18" class="chart-title">{escape(chart.check_id)}: latency '
+        f"percentiles in ms ({escape(chart.model)} model)</text>",
+    ]
+    for step in range(5):
+        value = ceiling * step / 4
+        parts.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{y(value):.1f}" y2="{y(value):.1f}" '
+            'class="grid"/>'
+            f'<text x="{left - 6}" y="{y(value) + 4:.1f}" text-anchor="end" class="tick">'
+            f"{value:g}</text>"
+        )
+    for index, (name, value) in enumerate(chart.percentiles):
+        x = left + slot * index + (slot - bar_w) / 2
+        over = chart.threshold_ms is not None and value > chart.threshold_ms
+        parts.append(
+            f'<rect x="{x:.1f}" y="{y(value):.1f}" width="{bar_w:.1f}" '
+            f'height="{top + plot_h - y(value):.1f}" class="bar{" over" if over else ""}"/>'
+            f'<text x="{x + bar_w / 2:.1f}" y="{y(value) - 4:.1f}" text-anchor="middle" '
+            f'class="value">{value:.1f}</text>'
+            f'<text x="{x + bar_w / 2:.1f}" y="{height - 14}" text-anchor="middle" '
+            f'class="tick">{escape(name)}</text>'
+        )
+    if chart.threshold_ms is not None:
+        line_y = y(chart.threshold_ms)
+        parts.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{line_y:.1f}" y2="{line_y:.1f}" '
+            'class="budget"/>'
+            f'<text x="{width - right}" y="{line_y - 5:.1f}" text-anchor="end" '
+            f'class="budget-label">budget {chart.threshold_ms:g} ms</text>'
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))

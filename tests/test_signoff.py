@@ -1,0 +1,370 @@
+"""The release manager's side: baseline comparison, re-rendering from saved results,
+GitHub Actions summary and annotations, and the HTML report seen in a real browser."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from readycheck.baseline import compare, describe_metric_change, load_results
+from readycheck.errors import UsageError
+from readycheck.results import RunResult, Status
+from tests.conftest import CliResult
+
+Cli = Callable[..., CliResult]
+
+PROFILE = """
+name: shop
+gate: {{fail_on: high, fail_on_regression: {fail_on_regression}, regression: 20%}}
+checks:
+  - {{id: db, type: test.sleep, severity: critical, category: database,
+     with: {{status: {db}, summary: "db answered", metrics: {{latency_ms: {db_ms}}}}}}}
+  - {{id: p95, type: test.sleep, category: performance,
+     with: {{summary: "p95 ok", metrics: {{p95_ms: {p95}, achieved_rps: 50}}}}}}
+  - {{id: docs, type: test.sleep, severity: low, with: {{status: {docs}}}}}
+  {extra}
+"""
+
+
+def profile_text(
+    *,
+    db: str = "PASS",
+    db_ms: float = 3.0,
+    p95: float = 120.0,
+    docs: str = "FAIL",
+    extra: str = "",
+    fail_on_regression: str = "false",
+) -> str:
+    return PROFILE.format(
+        db=db, db_ms=db_ms, p95=p95, docs=docs, extra=extra, fail_on_regression=fail_on_regression
+    )
+
+
+def run_json(cli: Cli, path: Path, out: Path, *args: str | Path) -> tuple[CliResult, dict]:
+    result = cli("run", path, "--json", out, *args)
+    return result, json.loads(out.read_text())
+
+
+def test_baseline_shows_regressed_recovered_new_gone_and_moved_metrics(
+    cli: Cli, write_profile: Callable[..., Path], tmp_path: Path
+) -> None:
+    before = tmp_path / "before.json"
+    run_json(
+        cli, write_profile(profile_text(extra="- {id: old, type: test.sleep}"), "a.yaml"), before
+    )
+    now = write_profile(
+        profile_text(
+            db="FAIL", p95=210.0, docs="PASS", db_ms=3.3, extra="- {id: fresh, type: test.sleep}"
+        ),
+        "b.yaml",
+    )
+    report = tmp_path / "r.md"
+    result, document = run_json(
+        cli, now, tmp_path / "now.json", "--baseline", before, "--report", report
+    )
+    comparison = document["comparison"]
+    assert [(c["check"], c["before"], c["after"]) for c in comparison["regressed"]] == [
+        ("db", "PASS", "FAIL")
+    ]
+    assert [(c["check"], c["before"], c["after"]) for c in comparison["recovered"]] == [
+        ("docs", "FAIL", "PASS")
+    ]
+    assert comparison["new"] == ["fresh"] and comparison["gone"] == ["old"]
+    # p95 moved +75% (past 20%); db latency moved +10% (within tolerance): not listed.
+    assert [(m["check"], m["metric"], m["worse"]) for m in comparison["metrics"]] == [
+        ("p95", "p95_ms", True)
+    ]
+    assert "p95_ms 120 ms to 210 ms, +75%" in result.stdout
+    text = report.read_text()
+    assert "## Since the baseline" in text
+    assert "- Regressed: `db` PASS → FAIL" in text
+    assert "| `p95` | p95\\_ms 120 ms to 210 ms, +75% | worse |" in text or (
+        "| `p95` | p95_ms 120 ms to 210 ms, +75% | worse |" in text
+    )
+
+
+def test_a_regression_blocks_only_when_the_gate_says_so(
+    cli: Cli, write_profile: Callable[..., Path], tmp_path: Path
+) -> None:
+    before = tmp_path / "before.json"
+    run_json(cli, write_profile(profile_text(), "a.yaml"), before)
+    slower = profile_text(p95=400.0)
+    advisory, document = run_json(
+        cli, write_profile(slower, "b.yaml"), tmp_path / "b.json", "--baseline", before
+    )
+    assert advisory.exit_code == 0
+    assert document["checks"][1]["regression"] == "regressed: p95_ms 120 ms to 400 ms, +233%"
+    blocking, document = run_json(
+        cli,
+        write_profile(profile_text(p95=400.0, fail_on_regression="true"), "c.yaml"),
+        tmp_path / "c.json",
+        "--baseline",
+        before,
+    )
+    assert blocking.exit_code == 1
+    assert document["verdict"] == "NOT_READY"
+    assert document["checks"][1]["blocking"] is True
+
+
+def test_metric_changes_within_tolerance_or_of_unknown_direction() -> None:
+    base = _result({"p95_ms": 100.0, "widgets": 10.0, "headroom": 50.0})
+    now = _result({"p95_ms": 119.0, "widgets": 30.0, "headroom": 20.0})
+    changes = compare(now, base, path="b.json", tolerance=0.2).metrics
+    described = {(c.metric, c.worse): describe_metric_change(c) for c in changes}
+    assert described == {
+        ("widgets", None): "widgets 10 to 30, +200%",
+        ("headroom", True): "headroom 50 to 20, -60%",
+    }
+
+
+def _result(metrics: dict[str, float]) -> RunResult:
+    from datetime import UTC, datetime
+
+    from readycheck.results import CheckResult, GateInfo, ProfileInfo, Severity, ToolInfo, Verdict
+
+    moment = datetime(2026, 11, 25, tzinfo=UTC)
+    return RunResult(
+        tool=ToolInfo(version="0"),
+        profile=ProfileInfo(name="p", path="p", digest="d"),
+        started_at=moment,
+        finished_at=moment,
+        duration_ms=0,
+        verdict=Verdict.READY,
+        exit_code=0,
+        summary={},
+        gate=GateInfo(fail_on=Severity.HIGH, strict=False),
+        checks=[
+            CheckResult(
+                id="c",
+                type="t",
+                name="c",
+                category="x",
+                severity=Severity.HIGH,
+                status=Status.PASS,
+                blocking=False,
+                summary="",
+                metrics=metrics,
+            )
+        ],
+    )
+
+
+def test_report_rerenders_every_output_from_saved_results(
+    cli: Cli, write_profile: Callable[..., Path], tmp_path: Path
+) -> None:
+    saved = tmp_path / "saved.json"
+    first, _ = run_json(cli, write_profile(profile_text(db="FAIL")), saved)
+    assert first.exit_code == 1
+    out = {name: tmp_path / name for name in ("r.md", "r.html", "j.xml", "again.json")}
+    result = cli(
+        "report",
+        saved,
+        "--report",
+        out["r.md"],
+        "--html",
+        out["r.html"],
+        "--junit",
+        out["j.xml"],
+        "--json",
+        out["again.json"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "NOT READY" in result.stdout
+    assert "## Verdict: ❌ NOT READY" in out["r.md"].read_text()
+    assert json.loads(out["again.json"].read_text()) == json.loads(saved.read_text())
+    assert "<testsuite" in out["j.xml"].read_text()
+    assert "NOT READY" in out["r.html"].read_text()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"schema_version": 0, "checks": []}', "schema_version 0 is older than the version"),
+        ('{"schema_version": 7}', "schema_version 7 is not the version this readycheck reads"),
+        ("[1, 2]", "not a readycheck results file"),
+        ("{not json", "not JSON (line 1"),
+        ('{"schema_version": 1, "verdict": "MAYBE"}', "not a valid readycheck results file"),
+    ],
+)
+def test_results_files_that_cannot_be_read_are_refused_clearly(
+    content: str, message: str, tmp_path: Path, cli: Cli
+) -> None:
+    path = tmp_path / "old.json"
+    path.write_text(content)
+    with pytest.raises(UsageError, match=message.replace("(", r"\(")):
+        load_results(path)
+    result = cli("report", path, "--report", tmp_path / "r.md")
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert not (tmp_path / "r.md").exists()
+
+
+def test_github_actions_gets_the_summary_and_annotations(
+    cli: Cli, write_profile: Callable[..., Path], tmp_path: Path
+) -> None:
+    summary = tmp_path / "step_summary.md"
+    summary.write_text("# earlier step\n")
+    path = write_profile(profile_text(db="FAIL"))
+    env = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "GITHUB_WORKSPACE": str(tmp_path),
+    }
+    result = cli("run", path, env=env)
+    assert result.exit_code == 1
+    text = summary.read_text()
+    assert text.startswith("# earlier step\n")  # appended, not replaced
+    assert "## Verdict: ❌ NOT READY" in text
+    lines = [line for line in result.stdout.splitlines() if line.startswith("::")]
+    assert lines == [
+        "::error title=readycheck FAIL%3A db (critical),file=profile.yaml,line=4,col=10::db answered",
+        "::warning title=readycheck FAIL%3A docs (low),file=profile.yaml,line=8,col=10::slept",
+    ]
+    quiet = cli("run", path, "--no-ci-annotations", env=env)
+    assert not [line for line in quiet.stdout.splitlines() if line.startswith("::")]
+
+
+def test_annotations_escape_newlines_and_percent_signs(
+    cli: Cli, write_profile: Callable[..., Path]
+) -> None:
+    path = write_profile(
+        'checks: [{id: a, type: test.sleep, remediation: "line one\\nline two",'
+        ' with: {status: FAIL, summary: "100% broken"}}]\n'
+    )
+    result = cli("run", path, env={"GITHUB_ACTIONS": "true"})
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("::error")]
+    assert line.endswith("::100%25 broken%0Aline one%0Aline two")
+
+
+# -- the HTML report in a real browser -------------------------------------------------------
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[str]:
+    """Headless Chromium with its DevTools endpoint; yields the HTTP base URL."""
+    binary = _chromium()
+    if binary is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
+    process = subprocess.Popen(
+        [
+            binary,
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--remote-debugging-port=0",
+            f"--user-data-dir={tmp_path / 'chrome'}",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        deadline = time.monotonic() + 30
+        port = None
+        while port is None and time.monotonic() < deadline:
+            line = process.stderr.readline()
+            if "DevTools listening on ws://" in line:
+                port = line.split("ws://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]
+        assert port is not None, "Chromium did not start its DevTools endpoint"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+class _Page:
+    def __init__(self, websocket: object) -> None:
+        self.websocket = websocket
+        self.next_id = 0
+
+    def call(self, method: str, **params: object) -> dict:
+        self.next_id += 1
+        self.websocket.send(json.dumps({"id": self.next_id, "method": method, "params": params}))  # type: ignore[attr-defined]
+        while True:
+            message = json.loads(self.websocket.recv(timeout=30))  # type: ignore[attr-defined]
+            if message.get("id") == self.next_id:
+                assert "error" not in message, message
+                return message["result"]
+
+
+def test_html_report_shows_the_verdict_and_every_check_in_a_browser(
+    browser: str, cli: Cli, write_profile: Callable[..., Path], tmp_path: Path
+) -> None:
+    from websockets.sync.client import connect
+
+    path = write_profile(
+        profile_text(db="FAIL")
+        + """
+  - {id: probe, type: test.sleep, category: performance,
+     with: {summary: "p95 280 ms", data: {latency: {model: open,
+            percentiles_ms: {p50: 90, p90: 200, p95: 280, p99: 390, max: 650},
+            thresholds_ms: {p95: 300}}}}}
+"""
+    )
+    html = tmp_path / "report.html"
+    assert cli("run", path, "--html", html).exit_code == 1
+    text = html.read_text()
+    assert "http://" not in text.replace("http://www.w3.org/2000/svg", "")  # self-contained
+    assert "<script" not in text and "<link" not in text
+
+    request = urllib.request.Request(f"{browser}/json/new?{html.as_uri()}", method="PUT")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        target = json.loads(response.read())
+    with connect(target["webSocketDebuggerUrl"], max_size=None) as websocket:
+        page = _Page(websocket)
+        page.call("Page.enable")
+        for _ in range(100):
+            ready = page.call("Runtime.evaluate", expression="document.readyState")
+            if ready["result"]["value"] == "complete":
+                break
+            time.sleep(0.1)
+        script = """
+        (() => {
+          const visible = (el) => !!el && el.checkVisibility({checkOpacity: true, checkVisibilityCSS: true})
+              && el.getBoundingClientRect().width > 0 && el.getBoundingClientRect().height > 0;
+          const verdict = document.getElementById('verdict');
+          const ids = ['db', 'p95', 'docs', 'probe'];
+          return JSON.stringify({
+            verdict: visible(verdict) ? verdict.innerText : null,
+            checks: ids.filter((id) => visible(document.querySelector(`[data-check-id="${id}"]`))),
+            charts: document.querySelectorAll('svg rect.bar').length,
+          });
+        })()
+        """
+        seen = json.loads(page.call("Runtime.evaluate", expression=script)["result"]["value"])
+        shot = page.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+    assert "NOT READY" in seen["verdict"]
+    assert seen["checks"] == ["db", "p95", "docs", "probe"]
+    assert seen["charts"] == 5  # p50, p90, p95, p99 and max bars of the latency chart
+    png = base64.b64decode(shot["data"])
+    assert png.startswith(b"\x89PNG")
+    (tmp_path / "report.png").write_bytes(png)
+    assert len(png) > 20_000  # a rendered page, not a blank one
+    if os.environ.get("READYCHECK_KEEP_SCREENSHOT"):
+        shutil.copy(tmp_path / "report.png", os.environ["READYCHECK_KEEP_SCREENSHOT"])
