@@ -195,6 +195,7 @@ class Engine:
                 f"run deadline ({self.options.deadline}) reached",
             )
         resources = SharedResources()
+        self._preload_secrets()
         self._done = {check.id: asyncio.Event() for check in self.profile.checks}
         try:
             concurrent, sequential = self._phases()
@@ -213,6 +214,13 @@ class Engine:
             await resources.aclose()
         finished_at = self.clock()
         return self._result(started_at, finished_at, (self.timer() - start) * 1000.0)
+
+    def _preload_secrets(self) -> None:
+        for check in self.profile.checks:
+            try:
+                self.redactor.add(*check.params.runtime_secrets(self.profile.base_dir))
+            except Exception:  # the check itself reports what it cannot read
+                log.debug("%s: reading its secrets ahead failed", check.id, exc_info=True)
 
     def _phases(self) -> tuple[list[PlannedCheck], list[PlannedCheck]]:
         """Concurrent checks, then those that run alone: exclusive types and any check

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from readycheck.errors import Location, Problem
-from readycheck.redact import looks_secret, url_has_credentials
+from readycheck.redact import embedded_credentials, looks_secret, url_has_credentials
 from readycheck.yamlsource import YamlList, YamlMap
 
 _REFERENCE = re.compile(r"\$(\$?)\{([^}]*)\}")
@@ -81,7 +81,8 @@ class Interpolator:
                     return None
                 value = default
             if looks_secret(name) or url_has_credentials(value):
-                self.secrets.add(value)
+                # The password inside a DSN too: a program may print it on its own.
+                self.secrets.update({value, *embedded_credentials(value)})
             return value
         var = _VAR.match(reference)
         if var:

@@ -7,20 +7,19 @@ it. Models import no driver, so validating a profile stays fast.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict
+
+from readycheck.redact import embedded_credentials
 
 if TYPE_CHECKING:
     from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
     from pydantic.json_schema import JsonSchemaValue
     from pydantic_core import CoreSchema
 
-_CONNINFO_PASSWORD = re.compile(r"(?i)\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
-_SECRET_QUERY_KEYS = {"password", "passwd", "pass", "token", "secret", "api_key", "apikey", "key"}
 
 
 class Secret:
@@ -103,7 +102,7 @@ class SecretDsn(Secret):
     __slots__ = ()
 
     def redaction_values(self) -> list[str]:
-        values = [self._value, *_embedded_credentials(self._value)]
+        values = [self._value, *embedded_credentials(self._value)]
         return [value for value in values if value]
 
     @classmethod
@@ -144,35 +143,6 @@ class SecretUrl(SecretDsn):
         return {"type": "string", "format": "password", "writeOnly": True}
 
 
-def _embedded_credentials(dsn: str) -> Iterator[str]:
-    """Passwords inside a URL (userinfo or query) or a libpq keyword string."""
-    for match in _CONNINFO_PASSWORD.finditer(dsn):
-        raw = match.group(1)
-        yield raw
-        if raw.startswith("'") and raw.endswith("'") and len(raw) >= 2:
-            yield raw[1:-1].replace("\\'", "'").replace("\\\\", "\\")
-    if "://" not in dsn:
-        return
-    try:
-        parts = urlsplit(dsn)
-        password = parts.password
-    except ValueError:
-        # Not a URL we can parse: mask what sits between the first ':' after the scheme
-        # and the last '@', which is where a password would be.
-        head = dsn.split("://", 1)[1].rsplit("@", 1)
-        if len(head) == 2 and ":" in head[0]:
-            userinfo_password = head[0].split(":", 1)[1]
-            yield userinfo_password
-            yield unquote(userinfo_password)
-        return
-    if password:
-        yield password
-        yield unquote(password)
-    for key, value in parse_qsl(parts.query, keep_blank_values=False):
-        if key.lower() in _SECRET_QUERY_KEYS:
-            yield value
-
-
 class CheckParams(BaseModel):
     """Base class of every check type's parameters (the ``with:`` block of a check).
 
@@ -190,6 +160,19 @@ class CheckParams(BaseModel):
         """
         for name in type(self).model_fields:
             yield from _walk_secrets(getattr(self, name))
+
+    def runtime_secrets(self, base_dir: Path) -> Iterator[str]:
+        """Secrets known only once read (a mounted file, a .env entry), read before any
+        check starts so that no output shows one before its own check has read it.
+
+        Best effort and quick: a source that cannot be read yields nothing here, and its
+        check reports the problem when it runs. The default asks nested models.
+        """
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            for item in value if isinstance(value, list | tuple) else [value]:
+                if isinstance(item, CheckParams):
+                    yield from item.runtime_secrets(base_dir)
 
 
 def _walk_secrets(value: object) -> Iterator[str]:

@@ -13,15 +13,21 @@ from __future__ import annotations
 import base64
 import logging
 import re
-from collections.abc import Iterable
-from urllib.parse import quote, quote_plus
+from collections.abc import Iterable, Iterator
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
 MASK = "***"
+# A secret shorter than this is not masked in free text: a two- or three-letter value
+# ("app", "dev") would otherwise be masked in every word that contains it, and is no
+# secret anyway. URL credentials and password= settings are masked whatever their length.
+MIN_MASKED_LENGTH = 4
 
 # scheme://user:password@host -> scheme://user:***@host
 _URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.\-]*://[^\s/:@]*:)([^\s@/]+)(@)")
 # libpq keyword form: password=secret or password='sec ret'
 _CONNINFO_PASSWORD = re.compile(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"]+)")
+_CONNINFO_PASSWORD_VALUE = re.compile(r"(?i)\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
+_SECRET_QUERY_KEYS = {"password", "passwd", "pass", "token", "secret", "api_key", "apikey", "key"}
 _SECRET_WORDS = {
     "KEY",
     "SECRET",
@@ -52,13 +58,49 @@ def looks_secret(name: str) -> bool:
 
 
 def url_has_credentials(value: str) -> bool:
-    return _URL_PASSWORD.search(value) is not None
+    """Whether a value is a URL carrying a password, malformed ones included: a password
+    with an unencoded ``/`` or ``@`` breaks the URL but is no less a password."""
+    if _URL_PASSWORD.search(value) is not None:
+        return True
+    _, scheme_sep, rest = value.partition("://")
+    return bool(scheme_sep) and ":" in rest.rpartition("@")[0]
+
+
+def embedded_credentials(dsn: str) -> Iterator[str]:
+    """Passwords inside a URL (userinfo or query) or a libpq keyword string."""
+    for match in _CONNINFO_PASSWORD_VALUE.finditer(dsn):
+        raw = match.group(1)
+        yield raw
+        if raw.startswith("'") and raw.endswith("'") and len(raw) >= 2:
+            yield raw[1:-1].replace("\\'", "'").replace("\\\\", "\\")
+    if "://" not in dsn:
+        return
+    try:
+        parts = urlsplit(dsn)
+        password = parts.password
+    except ValueError:
+        # Not a URL we can parse: mask what sits between the first ':' after the scheme
+        # and the last '@', which is where a password would be.
+        head = dsn.split("://", 1)[1].rsplit("@", 1)
+        if len(head) == 2 and ":" in head[0]:
+            userinfo_password = head[0].split(":", 1)[1]
+            yield userinfo_password
+            yield unquote(userinfo_password)
+        return
+    if password:
+        yield password
+        yield unquote(password)
+    for key, value in parse_qsl(parts.query, keep_blank_values=False):
+        if key.lower() in _SECRET_QUERY_KEYS:
+            yield value
 
 
 def forms_of(secret: str) -> set[str]:
     """The forms in which a secret may travel: as is, URL-encoded and base64-encoded."""
-    forms = {secret, quote(secret, safe=""), quote_plus(secret), quote(secret)}
-    raw = secret.encode()
+    # Environment values that are not UTF-8 hold surrogate escapes: encode them back to
+    # their bytes (a strict encode raised, and readycheck stopped with an internal error).
+    raw = secret.encode("utf-8", "surrogateescape")
+    forms = {secret, quote(raw, safe=""), quote_plus(raw), quote(raw)}
     for encoded in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):
         text = encoded.decode()
         forms.update({text, text.rstrip("=")})
@@ -75,7 +117,7 @@ class Redactor:
 
     def add(self, *secrets: str) -> None:
         for secret in secrets:
-            if secret:
+            if len(secret) >= MIN_MASKED_LENGTH:
                 self._forms |= forms_of(secret)
         self._pattern = None
 
