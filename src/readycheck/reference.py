@@ -97,13 +97,21 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def describe_field(field: FieldInfo) -> str:
+    """A field's type; pydantic moves a bare ``Annotated`` type's validators into the
+    field's metadata, where ``Regex`` is recognised."""
+    if any(getattr(getattr(m, "func", None), "__name__", "") == "_compiles" for m in field.metadata):
+        return "regex"
+    return describe_type(field.annotation)
+
+
 def param_rows(model: type[BaseModel]) -> list[ParamRow]:
     rows = []
     for name, field in model.model_fields.items():
         rows.append(
             ParamRow(
                 name=field.alias or name,
-                type=describe_type(field.annotation),
+                type=describe_field(field),
                 default=describe_default(field),
                 description=field.description or "",
                 required=field.is_required(),
