@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from readycheck.redact import embedded_credentials
+from readycheck.units import Duration
 
 if TYPE_CHECKING:
     from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
     from pydantic.json_schema import JsonSchemaValue
     from pydantic_core import CoreSchema
-
 
 
 class Secret:
@@ -141,6 +141,16 @@ class SecretUrl(SecretDsn):
         cls, schema: CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         return {"type": "string", "format": "password", "writeOnly": True}
+
+
+def _positive(value: Duration) -> Duration:
+    if value.seconds <= 0:
+        raise ValueError("must be longer than 0s")
+    return value
+
+
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
+"""A duration that must be longer than zero (a timeout)."""
 
 
 class CheckParams(BaseModel):
