@@ -117,3 +117,10 @@ async def stubborn(p: SleepParams, ctx: Context) -> Outcome:
 async def wrong_return(p: NoParams, ctx: Context) -> Outcome:
     """Return something that is not an Outcome."""
     return "PASS"  # type: ignore[return-value]
+
+
+@check("test.patient", params=SleepParams, category="testing", timeout="45s")
+async def patient(p: SleepParams, ctx: Context) -> Outcome:
+    """Like test.sleep, with a default timeout of its own."""
+    result: Outcome = await sleep.run(p, ctx)
+    return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -25,7 +26,26 @@ TEST_TYPES = {
     "test.raise": "tests.checktypes:raises",
     "test.stubborn": "tests.checktypes:stubborn",
     "test.wrong_return": "tests.checktypes:wrong_return",
+    "test.patient": "tests.checktypes:patient",
 }
+
+
+def placeholder_env(profile_text: str) -> dict[str, str]:
+    """A value for every ${env:NAME} a profile reads, fit for validating it: profiles
+    read their addresses and secrets from the environment, and validation connects to
+    nothing."""
+    env = {}
+    for name in set(re.findall(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}", profile_text)):
+        upper = name.upper()
+        if "REDIS" in upper:
+            env[name] = "redis://:example-password@cache.invalid:6379/0"
+        elif "DATABASE" in upper or "DSN" in upper or upper.startswith("PG"):
+            env[name] = "postgresql://app:example-password@db.invalid:5432/app"
+        elif upper.endswith("URL"):
+            env[name] = "https://service.invalid"
+        else:
+            env[name] = "example-value"
+    return env
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -333,3 +333,23 @@ def test_the_readme_profile_example_loads(tmp_path: Path) -> None:
         "django-deploy-checks",
     ]
     assert "k" * 50 in profile.secrets
+
+
+def test_a_type_with_its_own_default_timeout_gets_it_unless_told_otherwise(
+    write_profile: Callable[..., Path],
+) -> None:
+    path = write_profile(
+        """
+        defaults: {timeout: 10s}
+        checks:
+          - {id: probe, type: test.patient}
+          - {id: told, type: test.patient, timeout: 5s}
+          - {id: plain, type: test.sleep}
+        """
+    )
+    probe, told, plain = load_profile(path, environ={}).checks
+    assert (probe.timeout, told.timeout, plain.timeout) == (
+        Duration("45s"), Duration("5s"), Duration("10s"),
+    )
+    longer = write_profile("defaults: {timeout: 2m}\nchecks: [{id: p, type: test.patient}]\n", "b.yaml")
+    assert load_profile(longer, environ={}).checks[0].timeout == Duration("2m")

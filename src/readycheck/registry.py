@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from readycheck.context import Context
     from readycheck.params import CheckParams
     from readycheck.results import Outcome
+    from readycheck.units import Duration
 
 ENTRY_POINT_GROUP = "readycheck.checks"
 _TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
@@ -50,6 +51,9 @@ class CheckType:
     run: Callable[[Any, Context], Awaitable[Outcome]]
     category: str
     exclusive: bool = False
+    timeout: Duration | None = None
+    """The type's own default timeout, for checks that need longer than the profile's
+    default (a load probe): used when the check sets none, if longer."""
     doc: str = ""
     provider: str = field(default="", compare=False)
 
@@ -60,13 +64,22 @@ class CheckType:
 
 
 def check(
-    name: str, *, params: type[P], category: str, exclusive: bool = False
+    name: str,
+    *,
+    params: type[P],
+    category: str,
+    exclusive: bool = False,
+    timeout: str | None = None,
 ) -> Callable[[_CheckFunction[P]], CheckType]:
     """Declare a check type.
 
     ``exclusive`` check types run one at a time after every other check, so that they do
-    not measure each other (latency probes).
+    not measure each other (latency probes). ``timeout`` (e.g. "30s") is the type's own
+    default, used instead of a shorter profile default when a check sets no timeout.
     """
+    from readycheck.units import Duration
+
+    default_timeout = Duration.parse(timeout) if timeout is not None else None
     if not _TYPE_NAME.match(name):
         raise ValueError(
             f"check type name {name!r} must be lower-case words joined by dots, "
@@ -80,6 +93,7 @@ def check(
             run=function,
             category=category,
             exclusive=exclusive,
+            timeout=default_timeout,
             doc=function.__doc__ or "",
         )
 
@@ -160,6 +174,7 @@ class Registry:
             run=loaded.run,
             category=loaded.category,
             exclusive=loaded.exclusive,
+            timeout=loaded.timeout,
             doc=loaded.doc,
             provider=_provider(entry_point),
         )

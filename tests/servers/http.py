@@ -23,6 +23,9 @@ Routes of the app (build_app):
     /flaky/{key}?fail=N          503 for the first N requests to key, then 200
                                  (AppServer.flaky_url() makes a fresh key per call)
     /unreliable/{key}?percent=5  500 for exactly percent% of the requests to key, evenly spread
+    /stall/{key}?after_ms=&for_ms=  200 at once, except that the server freezes for for_ms once,
+                                 after_ms after key's first request: a request arriving then is
+                                 answered when the freeze ends (AppServer.stall_url())
     /status/{code}               that status code
     /headers/secure              every SECURITY_HEADERS entry
     /headers/missing             no security headers
@@ -229,6 +232,20 @@ def build_app(hits: Counter[str]) -> Starlette:
             return _error_contract(500, "FIRE-500", f"request {count} failed on purpose")
         return JSONResponse({"status": "ok", "request": count})
 
+    stalls: dict[str, float] = {}
+
+    async def stall(request: Request) -> Response:
+        # One freeze per key, timed from the key's first request, like a GC pause or a lock.
+        now = time.monotonic()
+        begins = (
+            stalls.setdefault(request.path_params["key"], now)
+            + _query_int(request, "after_ms", 500) / 1000
+        )
+        ends = begins + min(_query_int(request, "for_ms", 500), MAX_SLEEP_MS) / 1000
+        if begins <= now < ends:
+            await asyncio.sleep(ends - now)
+        return JSONResponse({"status": "ok"})
+
     async def status(request: Request) -> Response:
         # No body: 204 and 304 must not have one.
         return Response(status_code=request.path_params["code"])
@@ -361,6 +378,7 @@ def build_app(hits: Counter[str]) -> Starlette:
         Route("/health/ready", health_simple),
         Route("/flaky/{key}", flaky),
         Route("/unreliable/{key}", unreliable),
+        Route("/stall/{key}", stall),
         Route("/status/{code:int}", status),
         Route("/headers/secure", headers_secure),
         Route("/headers/missing", headers_missing),
@@ -524,6 +542,10 @@ class AppServer:
     def unreliable_url(self, percent: int = 5) -> str:
         """A URL failing exactly `percent`% of its requests, counted from this call on."""
         return f"{self.url}/unreliable/{uuid.uuid4().hex}?percent={percent}"
+
+    def stall_url(self, after_ms: int, for_ms: int) -> str:
+        """A URL whose server freezes once for `for_ms`, `after_ms` after its first request."""
+        return f"{self.url}/stall/{uuid.uuid4().hex}?after_ms={after_ms}&for_ms={for_ms}"
 
     def start(self) -> None:
         # Binding the socket here, not in uvicorn, gives the port before the thread starts

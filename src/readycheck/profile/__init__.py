@@ -147,7 +147,8 @@ def _plan_checks(
                 category=spec.category or check_type.category,
                 tags=tuple(spec.tags),
                 needs=tuple(spec.needs),
-                timeout=spec.timeout or defaults.timeout,
+                timeout=spec.timeout
+                or max(defaults.timeout, check_type.timeout or defaults.timeout),
                 retries=spec.retries if spec.retries is not None else defaults.retries,
                 retry_for=spec.retry_for or defaults.retry_for,
                 retry_interval=spec.retry_interval or defaults.retry_interval,

@@ -1,0 +1,418 @@
+"""The load generators: open (requests on a schedule) and closed (workers in a loop).
+
+**Open model** (the default): request ``i`` is due at ``t0 + i / rate`` whatever became of
+the earlier ones, and its latency is measured from that *intended* time, not from when it
+left. A server that freezes for a second therefore shows a second of latency for every
+request that was due during the freeze, as a user arriving at that moment would see it
+(coordinated-omission correction, as in wrk2 and k6's constant-arrival-rate). The time a
+request waits for a free connection (``max_in_flight`` are open at most) counts in its
+latency too: it is queueing a user would see.
+
+**Closed model** (``concurrency``): each worker sends its next request when its last
+answer arrived, and latency runs from that send. During a freeze the workers wait with
+the server, so only ``concurrency`` slow samples are taken: a closed loop under-reports
+stalls, and the output says which model was used.
+
+Every sample is kept (the safety caps bound their number). A timeout counts as a request
+as slow as the time it was given; requests still unanswered when the check's own time
+runs out are counted as timeouts, with the time they had waited. Connection errors and
+oversized bodies have no latency: they count in the error rate only.
+
+Send lag is how late a request started, by the probe's own fault (a busy loop or CPU):
+it is measured when the request's task first runs, so waiting for a connection from a
+stalled server is not lag. It decides whether the measurement can be trusted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import ssl
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Literal
+
+import aiohttp
+import multidict
+import yarl
+
+# Past this much time before a request is due, and with nothing in flight, the scheduler
+# sleeps on the loop's timer; otherwise it yields to the loop and keeps it busy until the
+# moment comes. Two reasons: timers on both loops are millisecond-grained (epoll, libuv),
+# which alone would add up to 1 ms to every latency; and a CPU that went idle waiting for
+# an answer takes 0.3-0.5 ms (on a VM) to wake when the answer arrives, which would be
+# counted as the server's. The price is one busy core while requests are in flight.
+_SPIN_WINDOW_S = 0.0015
+# On a quiet machine this takes 0.3 ms off every latency error; on a machine short of CPU
+# a busy probe is preempted more, which its send lag then shows (and the result says).
+_BUSY_WHILE_IN_FLIGHT = True
+# A request that started more than this after its intended time was "sent late".
+LATE_S = 0.001
+# How long stopping may wait for cancelled requests and for the session to close.
+_CLOSE_GRACE_S = 0.25
+
+Model = Literal["open", "closed"]
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    """What every request of the run sends, and what it may take."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes | None
+    timeout_s: float
+    max_body_bytes: int
+    verify_tls: bool = True
+    ca_file: str | None = None
+    # Calibration only: the header in which the loopback server reports its service time.
+    service_header: str | None = None
+
+
+@dataclass(frozen=True)
+class LoadShape:
+    """How requests are sent: the model, its rate or workers, and when to stop."""
+
+    model: Model
+    total: int | None
+    """Measured requests (warmup excluded); None: until ``duration_s`` has passed."""
+    duration_s: float | None = None
+    rate: float | None = None
+    concurrency: int = 1
+    max_in_flight: int = 100
+    warmup: int = 0
+    max_requests: int = 10_000
+    """A hard stop on measured requests, whatever the duration says (the safety cap)."""
+
+    @property
+    def connections(self) -> int:
+        return self.concurrency if self.model == "closed" else self.max_in_flight
+
+    @property
+    def planned(self) -> int | None:
+        """Measured requests this shape will send, when known in advance."""
+        if self.total is not None:
+            return min(self.total, self.max_requests)
+        if self.model == "open" and self.rate is not None and self.duration_s is not None:
+            return min(max(1, round(self.rate * self.duration_s)), self.max_requests)
+        return None
+
+
+@dataclass
+class Recorder:
+    """Everything a run measured; filled from the probe's loop only."""
+
+    model: Model
+    latencies_ms: list[float] = field(default_factory=list)
+    lags_ms: list[float] = field(default_factory=list)
+    overheads_ms: list[float] = field(default_factory=list)
+    sent: int = 0
+    answered_ok: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+    timeouts: int = 0
+    cut_short: int = 0
+    connection_errors: Counter[str] = field(default_factory=Counter)
+    too_large: int = 0
+    late: int = 0
+    first_start: float | None = None
+    last_start: float | None = None
+    last_end: float | None = None
+    stopped_early: bool = False
+    planned: int | None = None
+
+    @property
+    def requests(self) -> int:
+        """Measured requests that have an outcome (every counted request, at the end)."""
+        return (
+            self.answered_ok
+            + sum(self.statuses.values())
+            + self.timeouts
+            + self.cut_short
+            + sum(self.connection_errors.values())
+            + self.too_large
+        )
+
+    @property
+    def errors(self) -> int:
+        return self.requests - self.answered_ok
+
+    def achieved_rps(self) -> float | None:
+        """Open model: the rate at which requests started; closed: answers per second."""
+        if self.first_start is None or self.requests < 2:
+            return None
+        if self.model == "open":
+            if self.last_start is None or self.last_start <= self.first_start:
+                return None
+            return (self.sent - 1) / (self.last_start - self.first_start)
+        if self.last_end is None or self.last_end <= self.first_start:
+            return None
+        return self.requests / (self.last_end - self.first_start)
+
+
+def tls_context(spec: RequestSpec) -> ssl.SSLContext | bool:
+    if not spec.url.lower().startswith("https:"):
+        return True  # unused for plain HTTP
+    if not spec.verify_tls:
+        return False
+    return ssl.create_default_context(cafile=spec.ca_file)
+
+
+def session_for(spec: RequestSpec, shape: LoadShape) -> aiohttp.ClientSession:
+    """One session with one keep-alive pool, sized to the load, for the whole run.
+
+    Why aiohttp and not httpx (which the other HTTP checks use): httpx's connection pool
+    does work quadratic in the number of requests waiting for a connection
+    (encode/httpx#3215, the open encode/httpcore#1035), so past a few dozen concurrent
+    requests the probe would time its own queue, not the server: at concurrency 50, httpx
+    0.28 reported p95 0.6-1 s above the true 20-25 ms, where aiohttp is a millisecond or
+    two off. benchmarks/latency_accuracy.py prints both against a server that records the
+    true service time of every request.
+    """
+    connector = aiohttp.TCPConnector(
+        limit=shape.connections,
+        limit_per_host=0,
+        ssl=tls_context(spec),
+        keepalive_timeout=60,
+        ttl_dns_cache=300,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=spec.timeout_s),
+        # The body is read and thrown away: inflating it would time our CPU, not the server.
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        raise_for_status=False,
+    )
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class Probe:
+    """Sends the requests of one run through one session and records what happened."""
+
+    def __init__(self, session: aiohttp.ClientSession, spec: RequestSpec, shape: LoadShape):
+        self.session = session
+        self.spec = spec
+        self.shape = shape
+        self.recorder = Recorder(shape.model, planned=shape.planned)
+        self._pending: dict[int, tuple[float, bool, asyncio.Task[None]]] = {}
+        self._seq = 0
+        # Parsed once: aiohttp would otherwise parse the URL and copy the headers per request.
+        self._url = yarl.URL(spec.url)
+        self._headers = multidict.CIMultiDict(spec.headers)
+
+    # -- one request -------------------------------------------------------------------
+
+    async def _send(self, seq: int, intended: float, counted: bool) -> None:
+        spec, rec = self.spec, self.recorder
+        started = time.perf_counter()
+        try:
+            if counted:
+                rec.sent += 1
+                if rec.first_start is None:
+                    rec.first_start = started
+                rec.last_start = started
+                lag = started - intended
+                rec.lags_ms.append(lag * 1000.0)
+                if lag > LATE_S:
+                    rec.late += 1
+            service_ms: float | None = None
+            try:
+                async with self.session.request(
+                    spec.method,
+                    self._url,
+                    headers=self._headers,
+                    data=spec.body,
+                    allow_redirects=False,
+                ) as response:
+                    length = response.content_length
+                    if length is not None and length <= spec.max_body_bytes:
+                        await response.read()
+                    else:
+                        size = 0
+                        while chunk := await response.content.readany():
+                            size += len(chunk)
+                            if size > spec.max_body_bytes:
+                                raise _TooLarge
+                    ended = time.perf_counter()
+                    status = response.status
+                    if spec.service_header is not None:
+                        service_ms = _service_ms(response.headers.get(spec.service_header))
+            except TimeoutError:
+                # aiohttp's own timeouts (connect, read, total) all land here.
+                if counted:
+                    ended = time.perf_counter()
+                    rec.timeouts += 1
+                    rec.latencies_ms.append((ended - intended) * 1000.0)
+                    rec.last_end = ended
+                return
+            except _TooLarge:
+                if counted:
+                    rec.too_large += 1
+                    rec.last_end = time.perf_counter()
+                return
+            except (aiohttp.ClientError, OSError) as exc:
+                if counted:
+                    rec.connection_errors[connection_reason(exc)] += 1
+                    rec.last_end = time.perf_counter()
+                return
+            if not counted:
+                return
+            latency_ms = (ended - intended) * 1000.0
+            rec.latencies_ms.append(latency_ms)
+            rec.last_end = ended
+            if 200 <= status < 400:
+                rec.answered_ok += 1
+            else:
+                rec.statuses[status] += 1
+            if service_ms is not None:
+                rec.overheads_ms.append(latency_ms - service_ms)
+        finally:
+            self._pending.pop(seq, None)
+
+    def _dispatch(self, intended: float, counted: bool) -> asyncio.Task[None]:
+        seq = self._seq
+        self._seq += 1
+        task = asyncio.create_task(self._send(seq, intended, counted))
+        self._pending[seq] = (intended, counted, task)
+        return task
+
+    # -- the two models ----------------------------------------------------------------
+
+    async def _open(self) -> None:
+        shape = self.shape
+        assert shape.rate is not None
+        interval = 1.0 / shape.rate
+        measured = shape.planned
+        assert measured is not None
+        total = shape.warmup + measured
+        perf = time.perf_counter
+        t0 = perf() + 0.002
+        pending = self._pending
+        for index in range(total):
+            intended = t0 + index * interval
+            while (wait := intended - perf()) > 0:
+                # Sleep on the (coarse) timer only when idle and the request is not yet
+                # near; otherwise yield to the loop, which keeps reading answers.
+                idle = wait > _SPIN_WINDOW_S and not (pending and _BUSY_WHILE_IN_FLIGHT)
+                await asyncio.sleep(wait - _SPIN_WINDOW_S if idle else 0)
+            self._dispatch(intended, counted=index >= shape.warmup)
+        while pending:
+            if _BUSY_WHILE_IN_FLIGHT:
+                await asyncio.sleep(0)
+            else:
+                await asyncio.wait([task for _, _, task in list(pending.values())])
+
+    async def _closed(self) -> None:
+        shape = self.shape
+        perf = time.perf_counter
+        limit = shape.planned
+        handed_out = 0
+        measure_until: float | None = None
+
+        async def worker() -> None:
+            nonlocal handed_out, measure_until
+            task = asyncio.current_task()
+            assert task is not None
+            while True:
+                counted = handed_out >= shape.warmup
+                if counted:
+                    measured = handed_out - shape.warmup
+                    now = perf()
+                    if shape.duration_s is not None:
+                        if measure_until is None:
+                            measure_until = now + shape.duration_s
+                        elif now >= measure_until:
+                            return
+                    if measured >= (limit if limit is not None else shape.max_requests):
+                        return
+                handed_out += 1
+                seq = self._seq
+                self._seq += 1
+                intended = perf()
+                self._pending[seq] = (intended, counted, task)
+                await self._send(seq, intended, counted)
+
+        workers = asyncio.gather(*(worker() for _ in range(shape.concurrency)))
+        try:
+            while _BUSY_WHILE_IN_FLIGHT and not workers.done():
+                await asyncio.sleep(0)  # keeps the loop busy: see _SPIN_WINDOW_S
+            await workers
+        finally:
+            workers.cancel()
+
+    async def run(self, stop_at: float) -> Recorder:
+        """Send the load; at ``stop_at`` (a ``time.perf_counter()`` value) stop, count what
+        is unanswered as timeouts, and return what was measured."""
+        driver = asyncio.create_task(self._open() if self.shape.model == "open" else self._closed())
+        try:
+            done, _ = await asyncio.wait({driver}, timeout=max(0.0, stop_at - time.perf_counter()))
+            if driver in done:
+                driver.result()  # a bug in the driver surfaces here, not as a lost task
+            else:
+                self._cut_short()
+            return self.recorder
+        finally:
+            tasks = {task for _, _, task in self._pending.values()} | {driver}
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks, timeout=_CLOSE_GRACE_S)
+
+    def _cut_short(self) -> None:
+        """Count every request still unanswered as a timeout of the time it waited."""
+        rec = self.recorder
+        rec.stopped_early = True
+        now = time.perf_counter()
+        for intended, counted, _ in self._pending.values():
+            if counted:
+                rec.cut_short += 1
+                rec.latencies_ms.append((now - intended) * 1000.0)
+                rec.last_end = now
+
+
+async def run_load(spec: RequestSpec, shape: LoadShape, stop_at: float) -> Recorder:
+    """One run: a session of its own, the load, and the session closed (bounded)."""
+    session = session_for(spec, shape)
+    try:
+        return await Probe(session, spec, shape).run(stop_at)
+    finally:
+        # Closing hung connections is best effort: the measurement is made.
+        with contextlib.suppress(TimeoutError, aiohttp.ClientError, OSError):
+            await asyncio.wait_for(session.close(), timeout=_CLOSE_GRACE_S)
+
+
+def connection_reason(exc: BaseException) -> str:
+    """A short reason of our own wording: aiohttp's messages carry URLs and headers."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return "TLS certificate rejected"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return "TLS handshake failed"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "host name not resolved"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "server closed the connection"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "response body cut short"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return "invalid HTTP response"
+    if isinstance(exc, aiohttp.InvalidURL):
+        return "invalid URL"
+    os_error = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
+    number = getattr(os_error, "errno", None)
+    if isinstance(number, int) and number in errno.errorcode:
+        return os.strerror(number).lower()
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "could not connect"
+    return type(exc).__name__
+
+
+def _service_ms(value: str | None) -> float | None:
+    if value is None or not value.isdigit():
+        return None
+    return int(value) / 1000.0
