@@ -464,5 +464,6 @@ def test_secrets_read_at_run_time_are_masked_in_checks_that_finish_first(
     statuses = {c["id"]: c["status"] for c in json.loads(out.read_text())["checks"]}
     assert statuses == {"printer": "PASS", "jwt": "PASS", "env": "PASS"}, result.output
     assert "> ***" in out.read_text()
-    assert_no_leak({"console": result.output, "json": out.read_text()},
-                   {"key": key, "session": session})
+    assert_no_leak(
+        {"console": result.output, "json": out.read_text()}, {"key": key, "session": session}
+    )

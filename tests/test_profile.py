@@ -349,7 +349,11 @@ def test_a_type_with_its_own_default_timeout_gets_it_unless_told_otherwise(
     )
     probe, told, plain = load_profile(path, environ={}).checks
     assert (probe.timeout, told.timeout, plain.timeout) == (
-        Duration("45s"), Duration("5s"), Duration("10s"),
+        Duration("45s"),
+        Duration("5s"),
+        Duration("10s"),
     )
-    longer = write_profile("defaults: {timeout: 2m}\nchecks: [{id: p, type: test.patient}]\n", "b.yaml")
+    longer = write_profile(
+        "defaults: {timeout: 2m}\nchecks: [{id: p, type: test.patient}]\n", "b.yaml"
+    )
     assert load_profile(longer, environ={}).checks[0].timeout == Duration("2m")

@@ -100,7 +100,8 @@ def format_value(value: Any) -> str:
 def describe_field(field: FieldInfo) -> str:
     """A field's type; pydantic moves a bare ``Annotated`` type's validators into the
     field's metadata, where ``Regex`` is recognised."""
-    if any(getattr(getattr(m, "func", None), "__name__", "") == "_compiles" for m in field.metadata):
+    validators = [getattr(item, "func", None) for item in field.metadata]
+    if any(getattr(validator, "__name__", "") == "_compiles" for validator in validators):
         return "regex"
     return describe_type(field.annotation)
 

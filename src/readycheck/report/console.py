@@ -66,9 +66,14 @@ class ConsoleReporter:
     @property
     def console(self) -> Console:
         if self._console is None:
+            import os
+
             from rich.console import Console
 
-            self._console = Console(file=self.stream, highlight=False, soft_wrap=False)
+            # A CI log is not 80 columns wide: without a terminal (and no COLUMNS), give
+            # the table room rather than wrap every summary.
+            width = None if self.interactive or os.environ.get("COLUMNS") else 140
+            self._console = Console(file=self.stream, highlight=False, soft_wrap=False, width=width)
         return self._console
 
     @property

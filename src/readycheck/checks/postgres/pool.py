@@ -111,7 +111,7 @@ async def _evaluate(p: PoolParams, session: Session, ctx: Context) -> Outcome:
     max_connections, superuser_reserved, reserved_setting = await session.fetchone(_SETTINGS)
     reserved = int(reserved_setting) if reserved_setting else 0
     usable = max_connections - superuser_reserved - reserved
-    allowed = p.max_usage * usable
+    allowed = math.floor(p.max_usage * usable)  # a fraction of a connection is no room
     ages = {
         "idle": timedelta(seconds=p.idle_in_transaction_after.seconds),
         "long": timedelta(seconds=p.long_transaction_after.seconds),
@@ -119,7 +119,7 @@ async def _evaluate(p: PoolParams, session: Session, ctx: Context) -> Outcome:
     visible, hidden, idle_count, long_count = await session.fetchone(_COUNTS, ages)
     backends = visible + hidden
     required = p.required
-    headroom = math.floor(allowed) - backends - required
+    headroom = allowed - backends - required
 
     reserved_text = f" - {reserved} reserved_connections" if reserved_setting is not None else ""
     evidence = [
@@ -150,7 +150,7 @@ async def _evaluate(p: PoolParams, session: Session, ctx: Context) -> Outcome:
         problems.append(
             f"{backends} backends + {required} for the application exceed the {allowed:g} "
             f"allowed ({p.max_usage:.0%} of {usable} usable connections) by "
-            f"{math.ceil(backends + required - allowed)}"
+            f"{backends + required - allowed}"
         )
     if idle_count or long_count:
         evidence.extend(await _offenders(session, ages))
