@@ -18,8 +18,9 @@ from readycheck import __version__
 
 if TYPE_CHECKING:
     import asyncio
+    from typing import TextIO
 
-    from readycheck.engine import Engine
+    from readycheck.engine import Engine, RunOptions
     from readycheck.profile import Profile
     from readycheck.redact import Redactor
     from readycheck.report.console import ConsoleReporter
@@ -140,9 +141,8 @@ def run(
     """Run the profile's checks and exit 0 (ready), 1 (not ready), 2 (profile error) or
     130 (interrupted)."""
     with _errors_reported(debug) as redactor:
-        from readycheck.engine import Engine, RunOptions
+        from readycheck.engine import RunOptions
         from readycheck.errors import UsageError
-        from readycheck.report import console as console_report
         from readycheck.report.publish import Targets
         from readycheck.units import Duration
 
@@ -164,18 +164,13 @@ def run(
             debug=debug,
         )
         stream = sys.stderr if json_out == "-" else sys.stdout
-        reporter = console_report.ConsoleReporter(
-            stream, total=len(loaded.checks), quiet=quiet, redactor=redactor
-        )
-        engine = Engine(loaded, options, observer=reporter, redactor=redactor)
-        with reporter:
-            result = _run_engine(engine, reporter)
+        result, reporter, abandoned = _execute(loaded, options, redactor, stream, quiet=quiet)
         from readycheck.gitinfo import current_commit
 
         result = result.model_copy(update={"git": current_commit()})
         result = _compared(result, previous, baseline)
         code = _publish(result, targets, reporter, redactor, annotate=not no_ci_annotations)
-        _exit(code, abandoned=bool(engine.abandoned))
+        _exit(code, abandoned=abandoned)
 
 
 @app.command("report")
@@ -244,6 +239,53 @@ def validate(
         )
 
 
+STACKS = ("fastapi-postgres", "django-postgres", "generic-http")
+
+
+@app.command()
+def init(
+    path: Annotated[
+        Path,
+        typer.Argument(metavar="[PATH]", help="Where to write the profile.", show_default=True),
+    ] = Path("readycheck.yaml"),
+    stack: Annotated[
+        str,
+        typer.Option(
+            "--stack",
+            help=f"The kind of service: {', '.join(STACKS)}.",
+            show_default=True,
+        ),
+    ] = "generic-http",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter profile for a kind of service."""
+    with _errors_reported(False):
+        from importlib import resources
+
+        from readycheck.errors import UsageError
+        from readycheck.report.files import write_atomic
+
+        if stack not in STACKS:
+            import difflib
+
+            close = [name for name in STACKS if name.startswith(stack)]
+            close = close or difflib.get_close_matches(stack, STACKS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UsageError(f"--stack {stack!r} is not one of {', '.join(STACKS)}{hint}")
+        if path.is_dir():
+            raise UsageError(f"{path} is a directory; give the profile's file name")
+        if path.exists() and not force:
+            raise UsageError(f"{path} exists; pass --force to overwrite it")
+        if not path.parent.is_dir():
+            raise UsageError(f"directory {path.parent} does not exist")
+        text = (resources.files("readycheck") / "starters" / f"{stack}.yaml").read_text()
+        write_atomic(path, text)
+        typer.echo(f"wrote {path} ({stack}). Next:")
+        typer.echo(f"  readycheck schema > {path.parent / 'readycheck.schema.json'}")
+        typer.echo(f"  readycheck validate {path}")
+        typer.echo(f"  readycheck run {path} --report readiness.md")
+
+
 @app.command("checks")
 def list_checks() -> None:
     """List the installed check types, one line each."""
@@ -294,6 +336,8 @@ def explain(
         title = Text.assemble((found.name, "bold"), f"  (category {found.category}")
         if found.exclusive:
             title.append("; runs alone, after the other checks")
+        if found.timeout is not None:
+            title.append(f"; default timeout {found.timeout}")
         title.append(f"; from {found.provider})" if found.provider else ")")
         console.print(title)
         doc = " ".join(found.doc.split()) if found.doc else ""
@@ -328,6 +372,42 @@ def schema() -> None:
         from readycheck.registry import Registry
 
         sys.stdout.write(json.dumps(profile_schema(Registry()), indent=2) + "\n")
+
+
+@app.command()
+def demo(
+    fix: Annotated[
+        bool,
+        typer.Option(
+            "--fix", help="Apply the pending migration and use a strong secret: ends READY."
+        ),
+    ] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Start a throwaway PostgreSQL, Redis and sample service on 127.0.0.1, run
+    profiles/demo.yaml against them, and write readiness-report.md, results.json and
+    junit.xml here. Ends NOT_READY (exit 1) on purpose; with --fix, READY (exit 0)."""
+    with _errors_reported(debug) as redactor:
+        from readycheck import demo as showcase
+        from readycheck.engine import RunOptions
+        from readycheck.report.publish import Targets
+
+        targets = Targets(
+            report=Path(showcase.REPORT), json=showcase.RESULTS, junit=Path(showcase.JUNIT)
+        )
+        targets.check()
+        typer.echo(showcase.announcement(fix))
+        with showcase.running(fix=fix) as session:
+            loaded = _load(session.profile, None, redactor)
+            _setup_logging(debug, None, redactor)
+            options = RunOptions(debug=debug)
+            result, reporter, abandoned = _execute(loaded, options, redactor, sys.stdout)
+            session.shield()
+            code = _publish(result, targets, reporter, redactor, annotate=False)
+        advice = showcase.next_step(fix, code)
+        if advice:
+            typer.echo(advice)
+        _exit(code, abandoned=abandoned)
 
 
 # -- plumbing ------------------------------------------------------------------------------
@@ -421,6 +501,26 @@ def _console(stderr: bool = False) -> rich_console.Console:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def _execute(
+    loaded: Profile,
+    options: RunOptions,
+    redactor: Redactor,
+    stream: TextIO,
+    *,
+    quiet: bool = False,
+) -> tuple[RunResult, ConsoleReporter, bool]:
+    """Run the checks with progress on ``stream``: the result, the reporter that showed
+    it, and whether a check had to be abandoned."""
+    from readycheck.engine import Engine
+    from readycheck.report.console import ConsoleReporter
+
+    reporter = ConsoleReporter(stream, total=len(loaded.checks), quiet=quiet, redactor=redactor)
+    engine = Engine(loaded, options, observer=reporter, redactor=redactor)
+    with reporter:
+        result = _run_engine(engine, reporter)
+    return result, reporter, bool(engine.abandoned)
 
 
 def _run_engine(engine: Engine, reporter: ConsoleReporter) -> RunResult:
@@ -529,7 +629,9 @@ def _exit(code: int, *, abandoned: bool = False) -> NoReturn:
 
 
 def main() -> None:
-    app()
+    # The same name however it is started (`python -m readycheck` too): usage lines and
+    # shell completion (the _READYCHECK_COMPLETE variable) go by it.
+    app(prog_name="readycheck")
 
 
 if TYPE_CHECKING:

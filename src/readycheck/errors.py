@@ -9,7 +9,10 @@ codes::
     │                               .problems: one Problem per finding, each with its
     │                               Location (file:line:column) and the key at fault
     ├── UsageError                  a command-line argument is wrong; nothing was run (exit 2)
-    └── OutputError                 an output file cannot be written (exit 2)
+    ├── OutputError                 an output file cannot be written (exit 2)
+    └── demo.processes.ServerStartError
+                                    `readycheck demo` could not start one of its servers;
+                                    the message has the server's log tail (exit 2)
 
 A check never raises these: a check reports FAIL for a system that is not ready, and
 an exception escaping a check is turned into an ERROR result by the engine.

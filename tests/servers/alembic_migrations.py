@@ -2,7 +2,7 @@
 
 ``SCRIPTS`` (alembic_scripts/) is a linear history, 0001 -> 0002 -> 0003 (head):
 
-- 0001 creates table ``accounts``;
+- 0001 creates table ``accounts`` (the demo's own 0001, linked: one table written once);
 - 0002 creates table ``orders``, whose foreign key to accounts no index covers yet;
 - 0003 creates index ``ix_orders_account_id``, which covers it.
 

@@ -12,12 +12,12 @@ machine it runs on cannot be trusted to measure. Its parts:
     stats.py      nearest-rank percentiles and the fixed log-spaced histogram
     verdict.py    thresholds, error rate and trust -> PASS / WARN / FAIL / ERROR
 
-**Time.** The check must finish within its ``timeout`` (10 s unless the profile says
-otherwise), and a latency run takes longer than most checks: calibration (about 200
+**Time.** The check must finish within its ``timeout`` (30 s for this type unless the check
+or a longer profile default says otherwise), and a latency run takes longer than most checks: calibration (about 200
 requests at the profile's rate, about 4 s at most; ``calibrate: false`` skips it),
 the warmup, then the measured requests (500 at 50/s: 10 s). The check computes this before
-sending anything and, when it does not fit, ends in ERROR naming the timeout to set
-(``timeout: 20s`` for the defaults). While running, it stops itself a little before its
+sending anything and, when it does not fit, ends in ERROR naming the timeout to set (the
+type's 30 s default fits its default load). While running, it stops itself a little before its
 timeout and reports what it measured so far, counting unanswered requests as timeouts.
 """
 

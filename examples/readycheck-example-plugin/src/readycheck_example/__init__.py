@@ -1,0 +1,1 @@
+"""An example readycheck plugin (see docs/plugins.md)."""

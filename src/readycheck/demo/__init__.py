@@ -1,0 +1,212 @@
+"""``readycheck demo``: a throwaway PostgreSQL, Redis and sample service, checked by the
+demo profile (demo.yaml, also profiles/demo.yaml), so a newcomer sees every check family
+at work against real servers in one command.
+
+What ``running()`` sets up, all on 127.0.0.1, and takes down again on the way out
+(Ctrl-C and SIGTERM included):
+
+    work dir         readycheck-demo-<pid>-* in the temp dir: TLS files, service.env,
+                     service.log, a copy of migrations/ (Alembic writes __pycache__
+                     next to the scripts it reads, so never into the package)
+    PostgreSQL       postgres.PostgresServer, migrated to all but the last revision
+                     (all of them with fix=True)
+    Redis            redis.RedisServer
+    orders-api       service.launch(), a process of its own; SECRET_KEY in its settings
+                     a placeholder (strong with fix=True)
+
+The profile reads where everything is from READYCHECK_DEMO_* variables, set in
+``os.environ`` for the run only. Running the profile is the CLI's job (its engine loop and
+signal handling); the CLI writes the outputs into the current directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+PROFILE = Path(__file__).with_name("demo.yaml")
+MIGRATIONS = Path(__file__).with_name("migrations")
+REPORT = "readiness-report.md"
+RESULTS = "results.json"
+JUNIT = "junit.xml"
+# What a hurried developer leaves in .env: secret.strength names it a placeholder.
+WEAK_SECRET = "changeme-please"
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """What the CLI needs while the demo's servers run."""
+
+    profile: Path
+
+    def shield(self) -> None:
+        """Ignore Ctrl-C and SIGTERM from now until the servers are stopped.
+
+        Called once the checks have run: writing the outputs and stopping the servers
+        are short and bounded, and an interruption there would leave a half-written
+        temp file or a server behind. (The engine's loop, on its way out, also puts the
+        default SIGTERM action back, which would end the process without cleaning up.)
+        """
+        for signum in _SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+
+
+def announcement(fix: bool) -> str:
+    """The line printed before anything starts."""
+    planted = (
+        "every migration applied and a strong SECRET_KEY"
+        if fix
+        else "the last migration left pending and a placeholder SECRET_KEY"
+    )
+    return (
+        "readycheck demo: starting a throwaway PostgreSQL, Redis and a sample service "
+        f"(orders-api) on 127.0.0.1, with {planted}; then running profiles/demo.yaml "
+        "against them"
+    )
+
+
+def next_step(fix: bool, exit_code: int) -> str:
+    """The line printed last: what to try next ("" when the outputs could not be written:
+    the error said why)."""
+    if exit_code == 130:
+        return "Interrupted: everything the demo started is stopped."
+    if exit_code not in (0, 1):
+        return ""
+    if not fix:
+        return (
+            f"Open {REPORT} to see why it is not ready (a pending migration, a weak "
+            "SECRET_KEY), then try `readycheck demo --fix`: the same checks end READY."
+        )
+    if exit_code:
+        return f"Not ready even with --fix: {REPORT} says why."
+    return (
+        f"Open {REPORT} for the sign-off report. Next: `readycheck init` writes a starter "
+        "profile for your own service."
+    )
+
+
+@contextlib.contextmanager
+def running(*, fix: bool) -> Iterator[DemoRun]:
+    """Start everything, set READYCHECK_DEMO_*, and yield; stop everything on the way out.
+
+    SIGTERM interrupts the start-up as Ctrl-C does (KeyboardInterrupt), so whatever was
+    already started is stopped; the servers themselves run in sessions of their own and
+    are stopped by us, not by the terminal.
+    """
+    previous = {signum: signal.getsignal(signum) for signum in _SIGNALS}
+    signal.signal(signal.SIGTERM, _interrupt)
+    stack = contextlib.ExitStack()
+    try:
+        run, environ = _start(stack, fix=fix)
+        with _environment(environ):
+            yield run
+    finally:
+        for signum in _SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+        try:
+            stack.close()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _start(stack: contextlib.ExitStack, *, fix: bool) -> tuple[DemoRun, dict[str, str]]:
+    # Imported here: `readycheck --help` must not pay for psycopg, aiohttp and cryptography.
+    from readycheck.demo import certificates
+    from readycheck.demo import service as orders_api
+    from readycheck.demo.postgres import PostgresServer
+    from readycheck.demo.processes import private_temp_dir
+    from readycheck.demo.redis import RedisServer
+
+    work = private_temp_dir("demo", None)
+    stack.callback(shutil.rmtree, work, ignore_errors=True)
+    postgres = PostgresServer.start(label="demo")
+    stack.callback(postgres.stop)
+    redis = RedisServer.start(label="demo")
+    stack.callback(redis.stop)
+
+    tls = certificates.issue(work, organization="readycheck demo")
+    settings_file = work / "service.env"
+    settings_file.touch(mode=0o600)
+    settings_file.write_text(
+        _dotenv(
+            {
+                "ENVIRONMENT": "production",
+                "DEBUG": "false",
+                "LOG_LEVEL": "INFO",
+                "DATABASE_URL": postgres.dsn(),
+                "REDIS_URL": redis.url(),
+                "CORS_ORIGINS": "https://shop.example.com",
+                "SECRET_KEY": secrets.token_urlsafe(48) if fix else WEAK_SECRET,
+                "JWT_SIGNING_KEY": secrets.token_urlsafe(32),
+            }
+        )
+    )
+    # The service starts (imports, connects) while Alembic migrates: half a second saved.
+    service = orders_api.launch(settings_file, tls, work / "service.log")
+    stack.callback(service.stop)
+    scripts = shutil.copytree(
+        MIGRATIONS, work / "migrations", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    _migrate(postgres.dsn(), scripts, fix=fix)
+    service.wait_until_ready()
+
+    environ = {
+        "READYCHECK_DEMO_DIR": str(work),
+        "READYCHECK_DEMO_DATABASE_URL": postgres.dsn(),
+        "READYCHECK_DEMO_REDIS_URL": redis.url(),
+        "READYCHECK_DEMO_HTTP_URL": service.http_url,
+        "READYCHECK_DEMO_HTTPS_URL": service.https_url,
+        "READYCHECK_DEMO_WEBSOCKET_URL": service.https_url.replace("https:", "wss:") + "/ws",
+        "READYCHECK_DEMO_PYTHON": sys.executable,
+        "READYCHECK_DEMO_RELEASE": orders_api.VERSION,
+    }
+    return DemoRun(profile=PROFILE), environ
+
+
+def _migrate(dsn: str, scripts: Path, *, fix: bool) -> None:
+    """``alembic upgrade`` to the head (fix), or to the revision before it."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(scripts))
+    # SQLAlchemy's default PostgreSQL driver is psycopg2; readycheck ships psycopg 3.
+    # Config values go through ConfigParser interpolation: double the % of URL escapes.
+    url = "postgresql+psycopg://" + dsn.split("://", 1)[1]
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    below = ScriptDirectory.from_config(config).get_revision("head").down_revision
+    command.upgrade(config, "head" if fix or not isinstance(below, str) else below)
+
+
+def _dotenv(values: Mapping[str, str]) -> str:
+    # Single quotes: no ${...} expansion and no escapes; our values hold no quote.
+    return "".join(f"{name}='{value}'\n" for name, value in values.items())
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -1,0 +1,300 @@
+"""`readycheck demo` end to end, run as a newcomer runs it: a subprocess in an empty
+directory. It must end NOT_READY for exactly a pending migration and a weak secret, READY
+with --fix, and leave behind nothing but its three output files: no server process, no
+temp dir, nothing under HOME, Ctrl-C and SIGTERM included."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from readycheck.demo import JUNIT, REPORT, RESULTS, WEAK_SECRET
+from tests.conftest import CliResult
+
+OUTPUTS = {REPORT, RESULTS, JUNIT}
+# Generous bounds that prove the demo did not hang; never a measure of its speed.
+RUN_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 30.0
+
+
+@dataclass
+class DemoProcess:
+    """`python -m readycheck demo` in a subprocess, watched while it runs: the sessions of
+    the servers it starts (found by its temp dirs in their command lines) are recorded, so
+    that afterwards we can tell whether any of their processes (PostgreSQL's backends
+    included) outlived it."""
+
+    popen: subprocess.Popen[str]
+    lines: queue.Queue[str] = field(default_factory=queue.Queue)
+    stdout: list[str] = field(default_factory=list)
+    sessions: set[int] = field(default_factory=set)
+    reader: threading.Thread | None = None
+    scanned: float = 0.0
+
+    @property
+    def marker(self) -> re.Pattern[str]:
+        # readycheck-demo-<pid>-*, readycheck-demo-pg-<pid>-*, readycheck-demo-redis-<pid>-*
+        return re.compile(rf"readycheck-demo-(?:[a-z]+-)?{self.popen.pid}-")
+
+    def watch(self) -> None:
+        def read() -> None:
+            assert self.popen.stdout is not None
+            for line in self.popen.stdout:
+                self.lines.put(line)
+
+        self.reader = threading.Thread(target=read, daemon=True)
+        self.reader.start()
+
+    def wait_for_line(self, pattern: str, timeout: float = RUN_TIMEOUT_S) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.scan()
+            try:
+                line = self.lines.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            self.stdout.append(line)
+            if re.search(pattern, line):
+                return line
+        raise AssertionError(f"no line matching {pattern!r} in:\n{''.join(self.stdout)}")
+
+    def finish(self, timeout: float = RUN_TIMEOUT_S) -> int:
+        deadline = time.monotonic() + timeout
+        while self.popen.poll() is None:
+            if time.monotonic() > deadline:
+                self.popen.kill()
+                raise AssertionError(f"the demo did not end:\n{''.join(self.stdout)}")
+            self.scan()
+            time.sleep(0.05)
+        if self.reader is not None:
+            self.reader.join(STOP_TIMEOUT_S)  # until it has read the last line
+        while not self.lines.empty():
+            self.stdout.append(self.lines.get())
+        return self.popen.returncode
+
+    @property
+    def output(self) -> str:
+        return "".join(self.stdout)
+
+    def scan(self) -> None:
+        """Record the servers' sessions; a few times a second, to leave the CPU to the
+        demo (its latency probe refuses to judge on a machine too busy)."""
+        if time.monotonic() - self.scanned >= 0.2:
+            self.sessions |= self.server_sessions()
+            self.scanned = time.monotonic()
+
+    def server_sessions(self) -> set[int]:
+        # The servers run in sessions of their own; initdb, run to completion, in ours.
+        ours = os.getsid(0)
+        found = set()
+        for _pid, cmdline, session in _processes():
+            if session != ours and self.marker.search(cmdline):
+                found.add(session)
+        return found
+
+    def survivors(self) -> list[str]:
+        """Processes still alive that the demo started (by session or by temp dir)."""
+        return [
+            f"{pid} {cmdline}"
+            for pid, cmdline, session in _processes()
+            if session in self.sessions or self.marker.search(cmdline)
+        ]
+
+    def temp_dirs_left(self) -> list[Path]:
+        bases = {Path(tempfile.gettempdir()), Path("/tmp")}
+        return [path for base in bases for path in base.iterdir() if self.marker.match(path.name)]
+
+
+def _processes() -> Iterator[tuple[int, str, int]]:
+    """(pid, command line, session id) of every live, non-zombie process."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError):
+            continue
+        state, session = stat[0], int(stat[3])
+        if state != "Z":
+            yield int(entry.name), cmdline, session
+
+
+@pytest.fixture
+def start_demo(
+    subprocess_env: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[..., tuple[DemoProcess, Path]]]:
+    """Start the demo in an empty directory, with an empty HOME of its own."""
+    started: list[DemoProcess] = []
+
+    def start(*args: str) -> tuple[DemoProcess, Path]:
+        cwd = tmp_path / f"cwd{len(started)}"
+        home = tmp_path / f"home{len(started)}"
+        cwd.mkdir()
+        home.mkdir()
+        env = {**subprocess_env, "HOME": str(home), "PYTHONUNBUFFERED": "1"}
+        # Bytecode written as a user's Python writes it: none of it may land in cwd.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "readycheck", "demo", *args],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        demo = DemoProcess(popen)
+        demo.watch()
+        started.append(demo)
+        return demo, cwd
+
+    yield start
+    for demo in started:
+        if demo.popen.poll() is None:
+            demo.popen.kill()
+
+
+def _assert_left_nothing(demo: DemoProcess, cwd: Path, expected: set[str]) -> None:
+    assert demo.sessions, "the demo's servers were never seen running"
+    assert demo.survivors() == []
+    assert demo.temp_dirs_left() == []
+    assert {path.name for path in cwd.iterdir()} == expected
+    home = cwd.parent / cwd.name.replace("cwd", "home")
+    assert list(home.iterdir()) == [], "the demo wrote under HOME"
+
+
+def _busy_machine(check: dict[str, Any]) -> bool:
+    # The latency probe refuses to judge when the machine cannot keep its schedule; the
+    # demo's profile gives it severity medium so that this never decides the verdict.
+    return (
+        check["id"] == "orders-p95"
+        and check["status"] == "ERROR"
+        and check["summary"].startswith("measurement not trustworthy on this machine")
+    )
+
+
+def _not_passed(results: dict[str, Any]) -> set[str]:
+    return {
+        check["id"]
+        for check in results["checks"]
+        if check["status"] != "PASS" and not _busy_machine(check)
+    }
+
+
+def _run_to_the_end(
+    start_demo: Callable[..., tuple[DemoProcess, Path]], *args: str
+) -> tuple[DemoProcess, int, Path, dict[str, Any]]:
+    """Run the demo to its end; check it left nothing behind and used every check type."""
+    from readycheck.registry import Registry
+
+    demo, cwd = start_demo(*args)
+    code = demo.finish()
+    _assert_left_nothing(demo, cwd, OUTPUTS)
+    results = json.loads((cwd / RESULTS).read_text())
+    built_in = {t.name for t in Registry().all() if t.provider.startswith("readycheck ")}
+    assert {check["type"] for check in results["checks"]} == built_in
+    return demo, code, cwd, results
+
+
+def test_demo_is_not_ready_for_one_pending_migration_and_one_weak_secret(
+    start_demo: Callable[..., tuple[DemoProcess, Path]],
+) -> None:
+    demo, code, cwd, results = _run_to_the_end(start_demo)
+
+    assert code == 1, demo.output
+    assert results["verdict"] == "NOT_READY"
+    assert _not_passed(results) == {"migrations", "secret-key"}
+    assert {c["id"] for c in results["checks"] if c["blocking"]} == {"migrations", "secret-key"}
+    by_id = {check["id"]: check for check in results["checks"]}
+    assert by_id["migrations"]["summary"] == "1 revision pending: 0004 (add orders.shipped_at)"
+    assert "a placeholder" in by_id["secret-key"]["summary"]
+    assert demo.output.startswith("readycheck demo: starting")
+    assert "readycheck demo --fix" in demo.output
+    report = (cwd / REPORT).read_text()
+    junit = (cwd / JUNIT).read_text()
+    assert "NOT READY" in report
+    assert junit.count("<failure") == 2
+    for text in (demo.output, report, junit, (cwd / RESULTS).read_text()):
+        assert WEAK_SECRET not in text
+
+
+def test_demo_with_fix_is_ready(start_demo: Callable[..., tuple[DemoProcess, Path]]) -> None:
+    demo, code, _cwd, results = _run_to_the_end(start_demo, "--fix")
+
+    assert code == 0, demo.output
+    assert results["verdict"] == "READY"
+    assert _not_passed(results) == set()
+
+
+def test_ctrl_c_during_the_checks_stops_everything_and_still_writes_the_outputs(
+    start_demo: Callable[..., tuple[DemoProcess, Path]],
+) -> None:
+    demo, cwd = start_demo()
+    # A check has finished: the servers are up and the engine is running.
+    demo.wait_for_line(r"^(PASS|FAIL|WARN|ERROR) ")
+    demo.popen.send_signal(signal.SIGINT)
+    code = demo.finish(STOP_TIMEOUT_S)
+
+    assert code == 130, demo.output
+    _assert_left_nothing(demo, cwd, OUTPUTS)
+    assert json.loads((cwd / RESULTS).read_text())["verdict"] == "INTERRUPTED"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_start_up_stops_what_it_had_started(
+    start_demo: Callable[..., tuple[DemoProcess, Path]], signum: signal.Signals
+) -> None:
+    demo, cwd = start_demo()
+    demo.wait_for_line(r"^readycheck demo: starting")
+    # Wait until PostgreSQL runs (its temp dir is in its command line), then interrupt
+    # while the rest is still starting.
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while not demo.sessions and time.monotonic() < deadline:
+        demo.sessions |= demo.server_sessions()
+        time.sleep(0.02)
+    demo.popen.send_signal(signum)
+    code = demo.finish(STOP_TIMEOUT_S)
+
+    assert code == 130, demo.output
+    _assert_left_nothing(demo, cwd, set())
+
+
+def test_without_postgresql_binaries_the_demo_says_how_to_get_them(
+    cli: Callable[..., CliResult],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    from readycheck.demo import postgres
+
+    # No Debian installation, no pgserver wheel (find_spec answers None for a module
+    # that sys.modules holds as None), nothing on PATH.
+    monkeypatch.setattr(postgres, "DEBIAN_INSTALLATIONS", tmp_path / "none")
+    monkeypatch.setitem(sys.modules, "pgserver", None)
+    monkeypatch.setenv("PATH", str(tmp_path / "none"))
+    monkeypatch.delenv(postgres.BINDIR_VARIABLE, raising=False)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    marker = re.compile(rf"readycheck-demo-(?:[a-z]+-)?{os.getpid()}-")
+
+    result = cli("demo")
+
+    assert result.exit_code == 2, result.output
+    assert "no PostgreSQL server binaries found" in result.stderr
+    assert "pip install 'readycheck[demo]'" in result.stderr
+    assert list(cwd.iterdir()) == []
+    assert [p for p in Path(tempfile.gettempdir()).iterdir() if marker.match(p.name)] == []
