@@ -121,6 +121,19 @@ def main() -> None:
             ),
         ]
         print(f"readycheck core benchmark, {date.today()}, {machine()}")
+        # The machine's speed of the moment, next to the reference figures (python
+        # -c pass 0.01 s, typer + rich 0.06 s, pydantic 0.08 s): a shared VM varies by 2x.
+        for label, code, reference in [
+            ("reference: python -c pass", "pass", 0.01),
+            ("reference: import typer, rich", "import typer, rich", 0.06),
+            (
+                "reference: pydantic and one model",
+                "from pydantic import BaseModel\nclass M(BaseModel):\n    x: int",
+                0.08,
+            ),
+        ]:
+            median, _ = wall([sys.executable, "-c", code], options.runs)
+            print(f"{label:<44} {median:>7.3f}s {reference:>7.2f}s  (the issue's figure)")
         print(f"{'what':<44} {'median':>8} {'target':>8}  heavy imports")
         for label, argv, runs, target, import_args in rows:
             median, _ = wall(argv, runs)

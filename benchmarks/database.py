@@ -140,8 +140,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=7)
     options = parser.parse_args()
-    postgres = PostgresServer.start()
-    redis = RedisServer.start()
+    postgres = PostgresServer.start(label="bench")
+    redis = RedisServer.start(label="bench")
     try:
         database = postgres.create_database("bench")
         upgrade(database.dsn, "heads")
