@@ -442,7 +442,7 @@ def test_validate_refuses_a_capped_profile_with_exit_2(
         ("rate: 10, concurrency: 5", "rate is the open model and concurrency the closed one"),
         ("requests: 10, duration: 5s", "give requests or duration, not both"),
         ("json: {a: 1}, body: x", "give json or body, not both"),
-        ("secret_headers: [X-Token]", "secret_headers names headers not in headers: X-Token"),
+        ("secret_headers: [X-Token]", "secret_headers names 'X-Token', which is not in headers"),
     ],
 )
 def test_contradictory_parameters_are_refused_at_load(

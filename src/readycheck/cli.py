@@ -481,6 +481,12 @@ def _setup_logging(debug: bool, log_file: Path | None, redactor: Redactor) -> No
     logger = logging.getLogger("readycheck")
     logger.setLevel(logging.DEBUG if (debug or log_file) else logging.WARNING)
     logger.propagate = False
+    # An earlier invocation in this process (readycheck used as a library, the tests) left
+    # handlers whose redactor knows other secrets and whose stream may be closed: a closed
+    # stream makes logging print the failed record, unredacted. Replace them.
+    for stale in [h for h in logger.handlers if getattr(h, "readycheck", False)]:
+        logger.removeHandler(stale)
+        stale.close()
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     handlers[0].setLevel(logging.DEBUG if debug else logging.WARNING)
@@ -494,6 +500,7 @@ def _setup_logging(debug: bool, log_file: Path | None, redactor: Redactor) -> No
     for handler in handlers:
         handler.setFormatter(formatter)
         handler.addFilter(RedactingFilter(redactor))
+        handler.readycheck = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
 
 

@@ -142,8 +142,9 @@ def credential_forms(value: str) -> Iterator[str]:
             yield password
 
 
-class HttpParams(CheckParams):
-    """What every HTTP-family check needs to reach a server."""
+class ConnectionParams(CheckParams):
+    """What reaching an HTTP server takes: the URL, headers (secret ones registered with
+    the redactor) and TLS trust. Shared by every HTTP-family check and the latency probe."""
 
     schemes: ClassVar[tuple[str, ...]] = ("http", "https")
 
@@ -156,7 +157,6 @@ class HttpParams(CheckParams):
         description="Names in `headers` whose values are never shown (Authorization, "
         "Cookie and names like *-Token or *-Key are secret anyway).",
     )
-    timeout: Timeout = None
     verify_tls: VerifyTls = True
     ca_file: CaFile = None
 
@@ -178,7 +178,7 @@ class HttpParams(CheckParams):
         return headers
 
     @model_validator(mode="after")
-    def _secret_headers_are_sent(self) -> HttpParams:
+    def _secret_headers_are_sent(self) -> ConnectionParams:
         sent = {name.lower() for name in self.headers}
         for name in self.secret_headers:
             if name.lower() not in sent:
@@ -199,6 +199,12 @@ class HttpParams(CheckParams):
     @property
     def shown_url(self) -> str:
         return display_url(self.url)
+
+
+class HttpParams(ConnectionParams):
+    """What every HTTP-family check needs to reach a server, with its time limit."""
+
+    timeout: Timeout = None
 
 
 class RequestParams(HttpParams):

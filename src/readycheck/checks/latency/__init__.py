@@ -12,13 +12,14 @@ machine it runs on cannot be trusted to measure. Its parts:
     stats.py      nearest-rank percentiles and the fixed log-spaced histogram
     verdict.py    thresholds, error rate and trust -> PASS / WARN / FAIL / ERROR
 
-**Time.** The check must finish within its ``timeout`` (30 s for this type unless the check
-or a longer profile default says otherwise), and a latency run takes longer than most checks: calibration (about 200
-requests at the profile's rate, about 4 s at most; ``calibrate: false`` skips it),
-the warmup, then the measured requests (500 at 50/s: 10 s). The check computes this before
-sending anything and, when it does not fit, ends in ERROR naming the timeout to set (the
-type's 30 s default fits its default load). While running, it stops itself a little before its
-timeout and reports what it measured so far, counting unanswered requests as timeouts.
+**Time.** The check must finish within its ``timeout`` (30 s for this type unless the
+check or a longer profile default says otherwise), and a latency run takes longer than
+most checks: calibration (about 200 requests at the profile's rate, about 4 s at most;
+``calibrate: false`` skips it), the warmup, then the measured requests (500 at 50/s:
+10 s). The check computes this before sending anything and, when it does not fit, ends in
+ERROR naming the timeout to set (the type's 30 s default fits its default load). While
+running, it stops itself a little before its timeout and reports what it measured so far,
+counting unanswered requests as timeouts.
 """
 
 from __future__ import annotations
@@ -26,19 +27,15 @@ from __future__ import annotations
 import json
 import time
 from typing import TYPE_CHECKING, Literal
-from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field, JsonValue, model_validator
 
-from readycheck.params import CheckParams
-from readycheck.redact import looks_secret
+from readycheck.checks.http.request import ConnectionParams, Method
 from readycheck.registry import check
 from readycheck.results import Outcome
 from readycheck.units import Duration, Size
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from readycheck.checks.latency.load import LoadShape, RequestSpec
     from readycheck.context import Context
 
@@ -52,34 +49,20 @@ CAP_REQUESTS = 10_000
 CAP_SECONDS = 60.0
 THRESHOLDS = ("p50", "p90", "p95", "p99", "max")
 
-Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
+class LatencyParams(ConnectionParams):
+    """The probe: url, headers (secret ones never shown), TLS trust as every HTTP check
+    takes them, then the load and the budgets."""
 
-class LatencyParams(CheckParams):
-    url: str = Field(description="The URL to measure (http:// or https://).")
     method: Method = Field(
         "GET",
         description="HTTP method. Every request is sent for real: measure a side-effect-free "
         "endpoint.",
     )
-    headers: dict[str, str] = Field(
-        default_factory=dict, description="Request headers (Authorization, Host, ...)."
-    )
-    secret_headers: list[str] = Field(
-        default_factory=list,
-        description="Names in `headers` whose values are secrets (Authorization, Cookie and "
-        "names like *-Token or *-Key are secret anyway).",
-    )
     json_: JsonValue | None = Field(
         None, alias="json", description="A JSON request body (sets Content-Type)."
     )
     body: str | None = Field(None, description="A raw request body (UTF-8).")
-    verify_tls: bool = Field(True, description="Verify the server's TLS certificate.")
-    ca_file: str | None = Field(
-        None,
-        description="CA bundle that signs the server's certificate (PEM), relative to "
-        "the profile's directory.",
-    )
     rate: float | None = Field(
         None,
         gt=0,
@@ -156,9 +139,6 @@ class LatencyParams(CheckParams):
 
     @model_validator(mode="after")
     def _consistent(self) -> LatencyParams:
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("url must be an http:// or https:// URL with a host")
         if self.json_ is not None and self.body is not None:
             raise ValueError("give json or body, not both")
         if self.rate is not None and self.concurrency is not None:
@@ -175,10 +155,6 @@ class LatencyParams(CheckParams):
             raise ValueError("request_timeout must be more than 0s")
         if self.ca_file is not None and not self.verify_tls:
             raise ValueError("ca_file is used to verify TLS: it cannot go with verify_tls: false")
-        names = {name.lower() for name in self.headers}
-        unknown = [name for name in self.secret_headers if name.lower() not in names]
-        if unknown:
-            raise ValueError(f"secret_headers names headers not in headers: {', '.join(unknown)}")
         if not self.i_know_this_is_load:
             self._within_caps()
         return self
@@ -207,19 +183,6 @@ class LatencyParams(CheckParams):
                 f"over the latency probe's safety caps: {'; '.join(over)}. Send less, or set "
                 "i_know_this_is_load: true if you mean to load-test this service"
             )
-
-    def secret_values(self) -> Iterator[str]:
-        yield from super().secret_values()
-        marked = {name.lower() for name in self.secret_headers}
-        for name, value in self.headers.items():
-            if name.lower() in marked or looks_secret(name) or name.lower() == "cookie":
-                yield value
-        parts = urlsplit(self.url)
-        if parts.password:
-            yield parts.password
-        for key, value in parse_qsl(parts.query):
-            if looks_secret(key):
-                yield value
 
     # -- the load this asks for ----------------------------------------------------------
 
