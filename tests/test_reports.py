@@ -47,7 +47,9 @@ checks:
      with: {status: FAIL, summary: "p95 412 ms over a 300 ms budget",
             metrics: {p50_ms: 120.5, p95_ms: 412.0, error_rate: 0.002},
             data: {latency: {model: open, percentiles_ms: {p50: 120.5, p90: 350.2, p95: 412.0, p99: 530.9, max: 801.0},
-                             thresholds_ms: {p95: 300.0}}}}}
+                             thresholds_ms: {p95: 300.0},
+                             histogram: {bounds_ms: [100, 125, 160, 200, 250, 315, 400, 500, 630, 800, 1000],
+                                         counts: [0, 40, 120, 90, 60, 40, 80, 50, 15, 5, 0]}}}}}
   - {id: cors, type: test.sleep, severity: medium, category: security,
      with: {status: WARN, summary: "Access-Control-Allow-Origin echoes any origin | *"}}
   - {id: docs, type: test.sleep, severity: low, category: config,
@@ -195,6 +197,9 @@ def test_markdown_report_reads_as_a_checklist(mixed_result: RunResult) -> None:
     assert "- [~] **p95** (`p95`, test.sleep): WAIVED" in text
     assert "| Database | 1/2 | 2.5/5 | FAIL | 1 |" in text
     assert "bar [120.5, 350.2, 412.0, 530.9, 801.0]" in text  # the latency chart
+    # ... and the distribution, drawn from the probe's histogram
+    assert 'x-axis ["≤125", "≤160", "≤200", "≤250", "≤315", "≤400", "≤500", "≤630", "≤800"]' in text
+    assert "bar [40, 120, 90, 60, 40, 80, 50, 15, 5]" in text
     assert (
         "| `docs` | docs rewrite scheduled | Dana (RM) | 2026-10-31 | **expired, not applied** |"
         in text
@@ -312,3 +317,18 @@ def test_atomic_write_replaces_whole_files_and_cleans_up(tmp_path: Path) -> None
     assert oct(target.stat().st_mode & 0o777) != oct(0o600)
     with pytest.raises(OutputError, match="cannot write"):
         write_atomic(tmp_path / "missing-dir" / "x.md", "text")
+
+
+def test_a_wide_histogram_is_merged_into_few_bars_keeping_every_request() -> None:
+    from readycheck.checks.latency.stats import HISTOGRAM_BOUNDS_MS
+    from readycheck.report.overview import MAX_BARS, distribution
+
+    counts = [0] * len(HISTOGRAM_BOUNDS_MS)
+    for index in range(10, 40):  # 30 occupied buckets, 1 ms to 1 s
+        counts[index] = index
+    bars = distribution({"bounds_ms": list(HISTOGRAM_BOUNDS_MS), "counts": counts})
+    assert len(bars) <= MAX_BARS
+    assert sum(count for _, count in bars) == sum(counts)
+    assert bars[-1][0] == f"≤{HISTOGRAM_BOUNDS_MS[39]:g}"
+    assert distribution({"bounds_ms": [1, 2], "counts": [0, 0]}) == []
+    assert distribution("not a histogram") == []

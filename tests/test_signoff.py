@@ -324,7 +324,8 @@ def test_html_report_shows_the_verdict_and_every_check_in_a_browser(
   - {id: probe, type: test.sleep, category: performance,
      with: {summary: "p95 280 ms", data: {latency: {model: open,
             percentiles_ms: {p50: 90, p90: 200, p95: 280, p99: 390, max: 650},
-            thresholds_ms: {p95: 300}}}}}
+            thresholds_ms: {p95: 300},
+            histogram: {bounds_ms: [50, 100, 200, 400, 800], counts: [10, 50, 30, 8, 2]}}}}}
 """
     )
     html = tmp_path / "report.html"
@@ -361,7 +362,8 @@ def test_html_report_shows_the_verdict_and_every_check_in_a_browser(
         shot = page.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
     assert "NOT READY" in seen["verdict"]
     assert seen["checks"] == ["db", "p95", "docs", "probe"]
-    assert seen["charts"] == 5  # p50, p90, p95, p99 and max bars of the latency chart
+    # p50, p90, p95, p99 and max; then the five buckets of the distribution
+    assert seen["charts"] == 10
     png = base64.b64decode(shot["data"])
     assert png.startswith(b"\x89PNG")
     (tmp_path / "report.png").write_bytes(png)

@@ -46,7 +46,10 @@ def render(result: RunResult, *, redactor: Redactor | None = None) -> str:
         status_class=lambda status: _STATUS_CLASS[status],
     )
     context = overview.context(result)
-    context["svg_charts"] = [(chart, latency_svg(chart)) for chart in context["charts"]]
+    context["svg_charts"] = [
+        (chart, latency_svg(chart), distribution_svg(chart) if chart.distribution else None)
+        for chart in context["charts"]
+    ]
     try:
         text = environment.get_template("report.html.j2").render(**context)
     except jinja2.TemplateError as exc:
@@ -55,12 +58,44 @@ def render(result: RunResult, *, redactor: Redactor | None = None) -> str:
 
 
 def latency_svg(chart: overview.LatencyChart) -> Markup:
-    """Bars for the percentiles, a dashed line for the budget, labelled axes."""
+    """The percentiles as bars, the budget as a dashed line."""
+    return bar_chart(
+        f"{chart.check_id}: latency percentiles in ms ({chart.model} model)",
+        chart.percentiles,
+        ceiling=overview.chart_top(chart),
+        line=chart.threshold_ms,
+        line_label=f"budget {chart.threshold_ms:g} ms" if chart.threshold_ms else "",
+        value_format="{:.1f}",
+    )
+
+
+def distribution_svg(chart: overview.LatencyChart) -> Markup:
+    """Requests by latency, from the probe's histogram."""
+    counts = [count for _, count in chart.distribution]
+    return bar_chart(
+        f"{chart.check_id}: requests by latency (upper bound, ms)",
+        [(label, float(count)) for label, count in chart.distribution],
+        ceiling=max(counts) * 1.15 if counts else 1.0,  # room for the tallest bar's label
+        value_format="{:.0f}",
+    )
+
+
+def bar_chart(
+    title: str,
+    bars: list[tuple[str, float]],
+    *,
+    ceiling: float,
+    line: float | None = None,
+    line_label: str = "",
+    value_format: str,
+) -> Markup:
+    """A small bar chart as inline SVG: labelled axes, the values on the bars, and an
+    optional dashed line (a budget) that colours the bars above it."""
     width, height = 560, 260
     left, right, top, bottom = 56, 16, 28, 36
     plot_w, plot_h = width - left - right, height - top - bottom
-    ceiling = overview.chart_top(chart)
-    slot = plot_w / len(chart.percentiles)
+    ceiling = ceiling or 1.0
+    slot = plot_w / max(len(bars), 1)
     bar_w = slot * 0.6
 
     def y(value: float) -> float:
@@ -68,10 +103,8 @@ def latency_svg(chart: overview.LatencyChart) -> Markup:
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-        f'width="{width}" height="{height}" role="img" '
-        f'aria-label="latency percentiles of {escape(chart.check_id)}">',
-        f'<text x="{left}" y="18" class="chart-title">{escape(chart.check_id)}: latency '
-        f"percentiles in ms ({escape(chart.model)} model)</text>",
+        f'width="{width}" height="{height}" role="img" aria-label="{escape(title)}">',
+        f'<text x="{left}" y="18" class="chart-title">{escape(title)}</text>',
     ]
     for step in range(5):
         value = ceiling * step / 4
@@ -81,24 +114,24 @@ def latency_svg(chart: overview.LatencyChart) -> Markup:
             f'<text x="{left - 6}" y="{y(value) + 4:.1f}" text-anchor="end" class="tick">'
             f"{value:g}</text>"
         )
-    for index, (name, value) in enumerate(chart.percentiles):
+    for index, (name, value) in enumerate(bars):
         x = left + slot * index + (slot - bar_w) / 2
-        over = chart.threshold_ms is not None and value > chart.threshold_ms
+        over = line is not None and value > line
         parts.append(
             f'<rect x="{x:.1f}" y="{y(value):.1f}" width="{bar_w:.1f}" '
             f'height="{top + plot_h - y(value):.1f}" class="bar{" over" if over else ""}"/>'
             f'<text x="{x + bar_w / 2:.1f}" y="{y(value) - 4:.1f}" text-anchor="middle" '
-            f'class="value">{value:.1f}</text>'
+            f'class="value">{value_format.format(value)}</text>'
             f'<text x="{x + bar_w / 2:.1f}" y="{height - 14}" text-anchor="middle" '
             f'class="tick">{escape(name)}</text>'
         )
-    if chart.threshold_ms is not None:
-        line_y = y(chart.threshold_ms)
+    if line is not None:
+        line_y = y(line)
         parts.append(
             f'<line x1="{left}" x2="{width - right}" y1="{line_y:.1f}" y2="{line_y:.1f}" '
             'class="budget"/>'
             f'<text x="{width - right}" y="{line_y - 5:.1f}" text-anchor="end" '
-            f'class="budget-label">budget {chart.threshold_ms:g} ms</text>'
+            f'class="budget-label">{escape(line_label)}</text>'
         )
     parts.append("</svg>")
     return Markup("".join(parts))

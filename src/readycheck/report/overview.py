@@ -9,7 +9,7 @@ selection do not count. A category's score is the share earned, on a 0-5 scale.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -52,6 +52,8 @@ class LatencyChart:
     percentiles: list[tuple[str, float]]
     threshold_ms: float | None
     """The p95 budget when one is set (drawn as a line), else the tightest threshold."""
+    distribution: list[tuple[str, int]] = field(default_factory=list)
+    """Requests by latency, from the probe's histogram: (upper bound label, count)."""
 
 
 _TITLES = {"http": "HTTP", "config": "Configuration", "tls": "TLS", "api": "API"}
@@ -131,8 +133,42 @@ def latency_charts(result: RunResult) -> list[LatencyChart]:
             if isinstance(value, int | float)
         }
         threshold = thresholds.get("p95", min(thresholds.values()) if thresholds else None)
-        charts.append(LatencyChart(check.id, str(latency.get("model", "open")), points, threshold))
+        charts.append(
+            LatencyChart(
+                check.id,
+                str(latency.get("model", "open")),
+                points,
+                threshold,
+                distribution(latency.get("histogram")),
+            )
+        )
     return charts
+
+
+MAX_BARS = 16
+
+
+def distribution(histogram: Any) -> list[tuple[str, int]]:
+    """The histogram's occupied range as at most MAX_BARS bars, labelled by upper bound.
+
+    The probe's buckets are fixed and log-spaced (ten a decade); neighbouring buckets are
+    merged until the range fits, so the shape (a tail, a second mode) stays visible.
+    """
+    if not isinstance(histogram, dict):
+        return []
+    bounds, counts = histogram.get("bounds_ms"), histogram.get("counts")
+    if not isinstance(bounds, list) or not isinstance(counts, list) or len(bounds) != len(counts):
+        return []
+    occupied = [index for index, count in enumerate(counts) if count]
+    if not occupied:
+        return []
+    pairs = [(float(bounds[i]), int(counts[i])) for i in range(occupied[0], occupied[-1] + 1)]
+    while len(pairs) > MAX_BARS:
+        pairs = [
+            (pairs[min(i + 1, len(pairs) - 1)][0], sum(c for _, c in pairs[i : i + 2]))
+            for i in range(0, len(pairs), 2)
+        ]
+    return [(f"≤{bound:g}", count) for bound, count in pairs]
 
 
 def chart_top(chart: LatencyChart) -> int:
