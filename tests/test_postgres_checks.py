@@ -199,6 +199,44 @@ def test_require_ssl_fails_on_an_unencrypted_connection(
     assert "sslmode=require" in (result.remediation or "")
 
 
+def test_require_ssl_passes_over_tls_naming_the_protocol(
+    postgres_tls_server: PostgresServer, tmp_path: Path
+) -> None:
+    assert postgres_tls_server.tls is not None
+    dsn = postgres_tls_server.dsn(
+        sslmode="verify-full", sslrootcert=str(postgres_tls_server.tls.ca_file)
+    )
+    result = run_check(tmp_path, "postgres.connectivity", {"dsn": dsn, "require_ssl": True})
+    assert result.status is Status.PASS, result.summary
+    assert [line for line in result.evidence if line.startswith("SSL")] in (
+        ["SSL in use: TLSv1.2"],
+        ["SSL in use: TLSv1.3"],
+    )
+
+
+def test_a_replica_fails_where_the_primary_is_expected(
+    postgres_replica: PostgresServer, tmp_path: Path
+) -> None:
+    # expect_primary is on unless the profile turns it off.
+    result = run_check(tmp_path, "postgres.connectivity", {"dsn": postgres_replica.dsn()})
+    assert result.status is Status.FAIL
+    assert result.summary == "the server is a replica in recovery, not the primary"
+    assert "role: replica (in recovery)" in result.evidence
+    assert result.remediation == "Point the DSN at the primary, not a replica."
+
+
+def test_a_replica_passes_when_the_primary_is_not_expected(
+    postgres_replica: PostgresServer, tmp_path: Path
+) -> None:
+    result = run_check(
+        tmp_path,
+        "postgres.connectivity",
+        {"dsn": postgres_replica.dsn(), "expect_primary": False},
+    )
+    assert result.status is Status.PASS, result.summary
+    assert "role: replica (in recovery)" in result.evidence
+
+
 def test_nothing_listening_fails_at_once(tmp_path: Path) -> None:
     port = free_tcp_port()
     started = time.monotonic()

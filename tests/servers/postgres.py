@@ -9,6 +9,14 @@ Fixtures:
   removed, at session end or interpreter exit.
 - ``pg_database`` (function): a database of its own for one test, owned by ``app``, dropped
   afterwards with its connections terminated.
+- ``postgres_replica`` (session): a streaming standby of ``postgres_server``
+  (``pg_is_in_recovery()`` is true), same roles and passwords; the ``app`` database is there,
+  and so is what the primary writes, a moment later. Started only by the tests that use it.
+- ``postgres_tls_server`` (session): a cluster of its own with SSL on; ``.tls.ca_file`` is
+  the CA to verify it with (``sslmode=verify-full``). Skipped where the server binaries are
+  built without SSL (pgserver's wheel).
+
+Each is stopped, and its temp dir removed, at session end or interpreter exit.
 """
 
 from __future__ import annotations
@@ -24,9 +32,23 @@ from psycopg import sql
 from psycopg.abc import Params
 
 from readycheck.demo import postgres
-from readycheck.demo.postgres import APP_USER, SUPERUSER, Statement, execute
+from readycheck.demo.postgres import (
+    APP_USER,
+    SUPERUSER,
+    Statement,
+    execute,
+    find_postgres_bindir,
+    ssl_supported,
+)
 
-__all__ = ["PgDatabase", "PostgresServer", "pg_database", "postgres_server"]
+__all__ = [
+    "PgDatabase",
+    "PostgresServer",
+    "pg_database",
+    "postgres_replica",
+    "postgres_server",
+    "postgres_tls_server",
+]
 
 
 class PostgresServer(postgres.PostgresServer):
@@ -106,3 +128,20 @@ def pg_database(
     database = postgres_server.create_database(request.node.name)
     yield database
     postgres_server.drop_database(database.name)
+
+
+@pytest.fixture(scope="session")
+def postgres_replica(postgres_server: PostgresServer) -> Iterator[PostgresServer]:
+    replica = postgres_server.start_replica(label="test")
+    yield replica
+    replica.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_tls_server() -> Iterator[PostgresServer]:
+    bindir = find_postgres_bindir()
+    if not ssl_supported(bindir):
+        pytest.skip(f"the PostgreSQL in {bindir} is built without SSL")
+    server = PostgresServer.start(label="test-tls", tls=True)
+    yield server
+    server.stop()

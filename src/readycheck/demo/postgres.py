@@ -8,6 +8,12 @@ role) that owns database ``app``. Passwords are random per start. ``stop()`` shu
 and removes its temp dir; it also runs at interpreter exit. ``readycheck demo`` starts one,
 and so do the test suite's fixtures (tests/servers/postgres.py).
 
+``start(..., tls=True)`` also turns SSL on, with a certificate for 127.0.0.1 from a CA of
+its own (``server.tls.ca_file``, for ``sslrootcert``); pgserver's PostgreSQL is built
+without SSL (``ssl_supported``). ``server.start_replica(label=...)`` starts a streaming
+standby of a running server (pg_basebackup -R), in a temp dir of its own, with the same
+roles and passwords.
+
 Server binaries, first found wins: ``$READYCHECK_PG_BINDIR``; the newest Debian
 ``/usr/lib/postgresql/<major>/bin``; the ones the ``pgserver`` wheel bundles (PostgreSQL 16,
 installed by ``pip install 'readycheck[demo]'``); ``postgres`` on PATH. Read
@@ -25,6 +31,8 @@ import os
 import secrets
 import shutil
 import signal
+import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, LiteralString, Self, TypeAlias
 from urllib.parse import quote, urlencode
@@ -33,6 +41,8 @@ import psycopg
 from psycopg import sql
 from psycopg.abc import Params
 
+from readycheck.demo import certificates
+from readycheck.demo.certificates import TlsFiles
 from readycheck.demo.processes import (
     Account,
     ServerProcess,
@@ -100,6 +110,26 @@ def find_postgres_bindir() -> Path:
     )
 
 
+def ssl_supported(bindir: Path) -> bool:
+    """Whether the server in ``bindir`` was built with SSL (pgserver's wheel is not).
+
+    Without pg_config to ask, assume it was: ``ssl=on`` then fails at start with the
+    server's own "SSL is not supported by this build".
+    """
+    try:
+        configure = subprocess.run(
+            [bindir / "pg_config", "--configure"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return True
+    # --with-openssl up to PostgreSQL 13, --with-ssl=openssl from 14 on (both still accepted).
+    return "--with-openssl" in configure or "--with-ssl=openssl" in configure
+
+
 def _server_environment() -> dict[str, str]:
     # PG* variables from the user's shell (PGDATA, PGPORT, ...) must not steer our
     # cluster; LC_ALL=C keeps initdb from failing on a locale the machine lacks.
@@ -130,6 +160,51 @@ def _usable_bindir(bindir: Path, account: Account | None, root: Path) -> Path:
         if not path.is_symlink():
             path.chmod(path.stat().st_mode | 0o055)
     return site / package.name / installation.name / bindir.name
+
+
+def _launch(
+    bindir: Path,
+    root: Path,
+    port: int,
+    *,
+    account: Account | None,
+    env: Mapping[str, str],
+    settings: Mapping[str, str],
+) -> ServerProcess:
+    """Start ``postgres`` on the cluster in ``root/data``; settings go on the command line."""
+    argv: list[str | Path] = [bindir / "postgres", "-D", root / "data"]
+    all_settings = {
+        **_SERVER_SETTINGS,
+        **settings,
+        "port": str(port),
+        "unix_socket_directories": str(root / "socket"),
+    }
+    for key, value in all_settings.items():
+        argv += ["-c", f"{key}={value}"]
+    return ServerProcess.start(
+        argv,
+        name=f"postgres ({bindir})",
+        log_path=root / "postgres.log",
+        account=account,
+        env=env,
+        # SIGINT is PostgreSQL's fast shutdown: roll back sessions, exit.
+        stop_signal=signal.SIGINT,
+        # SIGQUIT is its immediate shutdown, which also ends the backends.
+        parent_death_signal=signal.SIGQUIT,
+    )
+
+
+def _answers(url: str, *, in_recovery: bool = False) -> bool:
+    """Whether the server at ``url`` accepts a connection (and, if asked, is a standby)."""
+    try:
+        with psycopg.connect(url, connect_timeout=2) as connection:
+            if not in_recovery:
+                return True
+            row = connection.execute("SELECT pg_is_in_recovery()").fetchone()
+            return bool(row and row[0])
+    except psycopg.OperationalError:
+        # Refused, or "the database system is starting up" / "not yet accepting connections".
+        return False
 
 
 def libpq_url(user: str, password: str, port: int, dbname: str, **params: str | int) -> str:
@@ -165,6 +240,7 @@ class PostgresServer:
         port: int,
         superuser_password: str,
         app_password: str,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.root = root
         self.bindir = bindir
@@ -178,17 +254,21 @@ class PostgresServer:
         self.app_password = app_password
         self.app_database = APP_DATABASE
         self.server_version_num = 0
+        self.tls = tls
+        """The CA clients trust (``tls.ca_file``) and the server's files, when SSL is on."""
 
     @classmethod
-    def start(cls, *, label: str, timeout: float = 30.0) -> Self:
+    def start(cls, *, label: str, timeout: float = 30.0, tls: bool = False) -> Self:
         """initdb a new cluster in a temp dir, start it, and create the ``app`` role.
 
-        ``label`` names the owner in the temp dir's name (``demo``, ``test``).
+        ``label`` names the owner in the temp dir's name (``demo``, ``test``). ``tls``
+        turns SSL on with a new certificate for 127.0.0.1 (clients may still connect
+        without SSL, as sslmode=prefer and disable do).
         """
         account = unprivileged_account()
         root = private_temp_dir(f"{label}-pg", account)
         try:
-            server = cls._start_in(root, account, timeout)
+            server = cls._start_in(root, account, timeout, tls=tls)
         except BaseException:
             shutil.rmtree(root, ignore_errors=True)
             raise
@@ -196,9 +276,12 @@ class PostgresServer:
         return server
 
     @classmethod
-    def _start_in(cls, root: Path, account: Account | None, timeout: float) -> Self:
+    def _start_in(cls, root: Path, account: Account | None, timeout: float, *, tls: bool) -> Self:
         env = _server_environment()
-        bindir = _usable_bindir(find_postgres_bindir(), account, root)
+        found = find_postgres_bindir()
+        if tls and not ssl_supported(found):
+            raise ServerStartError(f"the PostgreSQL in {found} is built without SSL")
+        bindir = _usable_bindir(found, account, root)
         socket_dir = root / "socket"
         socket_dir.mkdir()
         password_file = root / "superuser-password"
@@ -226,37 +309,20 @@ class PostgresServer:
             env=env,
         )
         password_file.unlink()
-
-        def launch(port: int) -> ServerProcess:
-            settings = {
-                **_SERVER_SETTINGS,
-                "port": str(port),
-                "unix_socket_directories": str(socket_dir),
+        settings: dict[str, str] = {}
+        tls_files = _issue_certificate(root / "tls", account) if tls else None
+        if tls_files is not None:
+            settings |= {
+                "ssl": "on",
+                "ssl_cert_file": str(tls_files.cert_file),
+                "ssl_key_file": str(tls_files.key_file),
             }
-            argv: list[str | Path] = [bindir / "postgres", "-D", root / "data"]
-            for key, value in settings.items():
-                argv += ["-c", f"{key}={value}"]
-            return ServerProcess.start(
-                argv,
-                name=f"postgres ({bindir})",
-                log_path=root / "postgres.log",
-                account=account,
-                env=env,
-                # SIGINT is PostgreSQL's fast shutdown: roll back sessions, exit.
-                stop_signal=signal.SIGINT,
-                # SIGQUIT is its immediate shutdown, which also ends the backends.
-                parent_death_signal=signal.SIGQUIT,
-            )
-
-        def ready(port: int) -> bool:
-            url = libpq_url(SUPERUSER, superuser_password, port, "postgres")
-            try:
-                with psycopg.connect(url, connect_timeout=2):
-                    return True
-            except psycopg.OperationalError:
-                return False
-
-        port, process = start_on_free_port(launch, ready, host=HOST, timeout=timeout)
+        port, process = start_on_free_port(
+            lambda port: _launch(bindir, root, port, account=account, env=env, settings=settings),
+            lambda port: _answers(libpq_url(SUPERUSER, superuser_password, port, "postgres")),
+            host=HOST,
+            timeout=timeout,
+        )
         server = cls(
             root=root,
             bindir=bindir,
@@ -264,6 +330,7 @@ class PostgresServer:
             port=port,
             superuser_password=superuser_password,
             app_password=f"app-{secrets.token_hex(12)}",
+            tls=tls_files,
         )
         try:
             server._create_app_role()
@@ -285,6 +352,71 @@ class PostgresServer:
         )
         rows = self.execute("SELECT current_setting('server_version_num')::int")
         self.server_version_num = rows[0][0]
+
+    def start_replica(self, *, label: str, timeout: float = 30.0) -> Self:
+        """A streaming standby of this server, returned once it answers in recovery.
+
+        pg_basebackup -R copies the cluster (roles, passwords and databases included) into a
+        temp dir of its own and points it at this server as the superuser; initdb's
+        pg_hba.conf already lets that role make replication connections from 127.0.0.1, and
+        wal_level's default (replica) is enough. Stop the replica before this server: a
+        standby whose primary is gone keeps retrying, but stops just the same.
+        """
+        account = unprivileged_account()
+        root = private_temp_dir(f"{label}-pg-replica", account)
+        try:
+            replica = self._start_replica_in(root, account, timeout)
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+        # atexit runs last-registered first: the replica stops before its primary.
+        atexit.register(replica.stop)
+        return replica
+
+    def _start_replica_in(self, root: Path, account: Account | None, timeout: float) -> Self:
+        socket_dir = root / "socket"
+        socket_dir.mkdir()
+        if account is not None:
+            os.chown(socket_dir, account.uid, account.gid)
+        env = _server_environment()
+        run_tool(
+            [
+                self.bindir / "pg_basebackup",
+                f"--pgdata={root / 'data'}",
+                f"--host={self.host}",
+                f"--port={self.port}",
+                f"--username={SUPERUSER}",
+                "--no-password",
+                # standby.signal, and primary_conninfo (with the password) in
+                # postgresql.auto.conf, which only the server account can read.
+                "--write-recovery-conf",
+                "--wal-method=stream",
+                "--checkpoint=fast",
+                "--no-sync",
+            ],
+            log_path=root / "pg_basebackup.log",
+            account=account,
+            # In the environment rather than on the command line, where ps would show it.
+            env={**env, "PGPASSWORD": self.superuser_password},
+        )
+        port, process = start_on_free_port(
+            lambda port: _launch(self.bindir, root, port, account=account, env=env, settings={}),
+            lambda port: _answers(
+                libpq_url(SUPERUSER, self.superuser_password, port, "postgres"), in_recovery=True
+            ),
+            host=HOST,
+            timeout=timeout,
+        )
+        replica = type(self)(
+            root=root,
+            bindir=self.bindir,
+            process=process,
+            port=port,
+            superuser_password=self.superuser_password,
+            app_password=self.app_password,
+        )
+        replica.server_version_num = self.server_version_num
+        return replica
 
     def dsn(
         self,
@@ -320,3 +452,15 @@ class PostgresServer:
 
     def __repr__(self) -> str:  # no passwords: reprs end up in error output
         return f"PostgresServer({self.host}:{self.port}, version {self.server_version_num})"
+
+
+def _issue_certificate(directory: Path, account: Account | None) -> TlsFiles:
+    """A CA and a server certificate for 127.0.0.1 that only the server account may read:
+    postgres refuses a key that its group or others can read."""
+    directory.mkdir(mode=0o700)
+    files = certificates.issue(directory, organization="readycheck PostgreSQL")
+    if account is not None:
+        for path in (directory, files.ca_file, files.cert_file, files.key_file):
+            os.chown(path, account.uid, account.gid)
+    files.key_file.chmod(0o600)
+    return files

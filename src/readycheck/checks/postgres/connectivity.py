@@ -54,6 +54,7 @@ async def _evaluate(p: ConnectivityParams, session: Session) -> Outcome:
     )
     latency = statistics.median([await session.roundtrip_ms() for _ in range(ROUND_TRIPS)])
     ssl = session.ssl_in_use
+    protocol = await _ssl_protocol(session) if ssl else None
     # server_version reads like "15.6 (Debian 15.6-1.pgdg120+2)": the first word is enough.
     release = str(version).split()[0]
     major = int(version_num) // 10000
@@ -62,7 +63,7 @@ async def _evaluate(p: ConnectivityParams, session: Session) -> Outcome:
         f"database {database}, user {user}",
         f"SELECT 1 round trip {format_duration_ms(latency)} (median of {ROUND_TRIPS}; "
         f"limit {p.max_latency})",
-        f"SSL {'in use' if ssl else 'not in use'}",
+        f"SSL in use: {protocol}" if protocol else f"SSL {'in use' if ssl else 'not in use'}",
         "role: replica (in recovery)" if in_recovery else "role: primary",
         f"connected in {format_duration_ms(session.connect_ms)}",
     ]
@@ -94,6 +95,24 @@ async def _evaluate(p: ConnectivityParams, session: Session) -> Outcome:
         evidence=evidence,
         metrics=metrics,
     )
+
+
+async def _ssl_protocol(session: Session) -> str | None:
+    """The TLS version of this connection (TLSv1.3), as the server reports it.
+
+    psycopg does not expose libpq's PQsslAttribute, so this asks pg_stat_ssl. Behind a
+    pooler that row describes the pooler's own link to the server (or has no SSL at all):
+    a detail, so anything going wrong here leaves the protocol out rather than failing.
+    """
+    import psycopg
+
+    try:
+        rows = await session.fetch(
+            "SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl"
+        )
+    except psycopg.Error:
+        return None
+    return str(rows[0][0]) if rows and rows[0][0] else None
 
 
 def _remedy(p: ConnectivityParams, major: int, ssl: bool, in_recovery: bool) -> str:
