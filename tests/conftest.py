@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
+
+from readycheck.engine import Engine
+from readycheck.profile import load_profile
+from readycheck.results import CheckResult
 
 pytest_plugins = ["tests.servers.http", "tests.servers.postgres", "tests.servers.redis"]
 
@@ -87,6 +94,51 @@ def write_profile(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@dataclass
+class CheckRun:
+    """One check run through the real engine, and the engine (to look at its redactor)."""
+
+    result: CheckResult
+    engine: Engine
+
+    @property
+    def shown(self) -> str:
+        """Everything the result shows a reader."""
+        r = self.result
+        return "\n".join([r.summary, *r.evidence, r.remediation or ""])
+
+
+RunCheck = Callable[..., CheckRun]
+
+
+@pytest.fixture
+def run_check(write_profile: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> RunCheck:
+    """Run one check: its type and `with:` block (YAML flow text, or a mapping written as
+    JSON), under `timeout`, with `extra` check keys (YAML lines) and `env` set in the
+    process environment for the run."""
+
+    def run(
+        check_type: str,
+        params: str | Mapping[str, Any],
+        *,
+        timeout: str = "10s",
+        extra: str = "",
+        env: Mapping[str, str] | None = None,
+        check_id: str = "it",
+    ) -> CheckRun:
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        block = params if isinstance(params, str) else json.dumps(dict(params))
+        path = write_profile(
+            f"checks:\n  - id: {check_id}\n    type: {check_type}\n    timeout: {timeout}\n"
+            f"{extra}    with: {block}\n"
+        )
+        engine = Engine(load_profile(path))
+        return CheckRun(asyncio.run(engine.run()).checks[0], engine)
+
+    return run
 
 
 @dataclass

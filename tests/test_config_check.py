@@ -3,19 +3,16 @@ secret values kept out of evidence, and .env files parsed as python-dotenv parse
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from readycheck.checks.sources import parse_dotenv
-from readycheck.engine import Engine
 from readycheck.profile import load_profile
-from readycheck.results import CheckResult, Status
-from tests.conftest import CliResult
+from readycheck.results import Status
+from tests.conftest import CheckRun, CliResult, RunCheck
 
 PRODUCTION_READY = {
     "DEBUG": "False",
@@ -36,16 +33,7 @@ PRESET_NAMES = [
 ]
 
 
-@dataclass
-class Run:
-    result: CheckResult
-    engine: Engine
-
-    @property
-    def shown(self) -> str:
-        r = self.result
-        return "\n".join([r.summary, *r.evidence, r.remediation or ""])
-
+class Run(CheckRun):
     def line(self, name: str) -> str:
         """The evidence line of the rule about ``name``."""
         found = [e for e in self.result.evidence if e.startswith((f"{name}=", f"{name}:"))]
@@ -57,18 +45,15 @@ RunConfig = Callable[..., Run]
 
 
 @pytest.fixture
-def run_config(write_profile: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> RunConfig:
+def run_config(run_check: RunCheck, monkeypatch: pytest.MonkeyPatch) -> RunConfig:
     """Run one config.env check (its `with:` block as YAML) with exactly these of the
     preset's variables set in the process environment, plus ``env``."""
 
     def run(params: str, *, env: dict[str, str] | None = None) -> Run:
         for name in PRESET_NAMES:
             monkeypatch.delenv(name, raising=False)
-        for name, value in (env or {}).items():
-            monkeypatch.setenv(name, value)
-        path = write_profile(f"checks:\n  - id: it\n    type: config.env\n    with: {params}\n")
-        engine = Engine(load_profile(path))
-        return Run(asyncio.run(engine.run()).checks[0], engine)
+        done = run_check("config.env", params, env=env)
+        return Run(done.result, done.engine)
 
     return run
 

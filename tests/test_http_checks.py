@@ -15,10 +15,9 @@ from typing import Any
 
 import pytest
 
-from readycheck.engine import Engine
 from readycheck.profile import load_profile
 from readycheck.results import CheckResult, Status
-from tests.conftest import REPO, CliResult
+from tests.conftest import REPO, CliResult, RunCheck
 from tests.servers.http import (
     CORS_ALLOWED_ORIGIN,
     ERROR_CODE_NOT_FOUND,
@@ -38,20 +37,9 @@ NOT_HUNG_S = 10.0
 
 
 @pytest.fixture
-def run_one(write_profile: Callable[..., Path]) -> RunOne:
+def run_one(run_check: RunCheck) -> RunOne:
     """Run one check of `check_type` with `params` (a dict, written as JSON flow YAML)."""
-
-    def run(
-        check_type: str, params: dict[str, Any], *, timeout: str = "10s", extra: str = ""
-    ) -> CheckResult:
-        path = write_profile(
-            f"checks:\n  - id: it\n    type: {check_type}\n    timeout: {timeout}\n"
-            f"{extra}    with: {json.dumps(params)}\n"
-        )
-        profile = load_profile(path, environ={})
-        return asyncio.run(Engine(profile).run()).checks[0]
-
-    return run
+    return lambda *args, **kwargs: run_check(*args, **kwargs).result
 
 
 def lines(result: CheckResult) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import Callable
@@ -10,27 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from readycheck.engine import Engine
 from readycheck.profile import load_profile
 from readycheck.results import CheckResult, Status
+from tests.conftest import RunCheck
 
 RunOne = Callable[..., CheckResult]
 
 
 @pytest.fixture
-def run_one(write_profile: Callable[..., Path]) -> RunOne:
+def run_one(run_check: RunCheck) -> RunOne:
     """Run a single check given its type and `with:` block (YAML flow text)."""
-
-    def run(
-        check_type: str, params: str, *, timeout: str = "10s", env: dict[str, str] | None = None
-    ) -> CheckResult:
-        path = write_profile(
-            f"checks:\n  - id: it\n    type: {check_type}\n    timeout: {timeout}\n    with: {params}\n"
-        )
-        profile = load_profile(path, environ=env or {})
-        return asyncio.run(Engine(profile).run()).checks[0]
-
-    return run
+    return lambda *args, **kwargs: run_check(*args, **kwargs).result
 
 
 # -- command -----------------------------------------------------------------------------

@@ -3,14 +3,12 @@ presets, and every way of not getting a value (unset, empty, missing or odd file
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import math
 import os
 import re
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,42 +20,22 @@ from readycheck.checks.entropy import (
     estimate_text_bits,
 )
 from readycheck.checks.sources import SourceProblem, read_file_bytes
-from readycheck.engine import Engine
 from readycheck.profile import load_profile
-from readycheck.results import CheckResult, Status
-from tests.conftest import CliResult
+from readycheck.results import Status
+from tests.conftest import CheckRun, CliResult, RunCheck
 
 STRONG = "Zq8-" + secrets.token_urlsafe(40)
 
 
-@dataclass
-class Run:
-    result: CheckResult
-    engine: Engine
-
-    @property
-    def shown(self) -> str:
-        """Everything the result shows a reader."""
-        r = self.result
-        return "\n".join([r.summary, *r.evidence, r.remediation or ""])
-
-
-RunOne = Callable[..., Run]
+Run = CheckRun
+RunOne = RunCheck
 
 
 @pytest.fixture
-def run_one(write_profile: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> RunOne:
+def run_one(run_check: RunCheck) -> RunOne:
     """Run one check (type and `with:` block as YAML flow text) with these environment
     variables set in the process, and keep the engine to look at its redactor."""
-
-    def run(check_type: str, params: str, *, env: dict[str, str] | None = None) -> Run:
-        for name, value in (env or {}).items():
-            monkeypatch.setenv(name, value)
-        path = write_profile(f"checks:\n  - id: it\n    type: {check_type}\n    with: {params}\n")
-        engine = Engine(load_profile(path))
-        return Run(asyncio.run(engine.run()).checks[0], engine)
-
-    return run
+    return run_check
 
 
 def assert_value_not_shown(run: Run, value: str) -> None:

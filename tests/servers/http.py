@@ -58,7 +58,6 @@ AppServer.hits(path) counts the requests that reached a path, for tests of retri
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 import threading
 import time
@@ -92,6 +91,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from readycheck.demo.certificates import subject_alt_names
 from tests.servers.process import free_tcp_port
 
 LOOPBACK = "127.0.0.1"
@@ -478,12 +478,7 @@ def _self_signed(
     # OpenSSL report "self-signed certificate", which a TLS check may name in its evidence.
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
-    names: list[x509.GeneralName] = []
-    for host in hosts:
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            names.append(x509.DNSName(host))
+    names = subject_alt_names(hosts)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -68,12 +68,7 @@ def issue(directory: Path, organization: str) -> TlsFiles:
     )
 
     key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = []
-    for host in HOSTS:
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            names.append(x509.DNSName(host))
+    names = subject_alt_names(HOSTS)
     cert = (
         x509.CertificateBuilder()
         .subject_name(
@@ -111,3 +106,15 @@ def issue(directory: Path, organization: str) -> TlsFiles:
         key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return files
+
+
+def subject_alt_names(hosts: tuple[str, ...]) -> list[x509.GeneralName]:
+    """SAN entries for host names and IP addresses (an IP must be an IPAddress entry for
+    TLS clients to match it)."""
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    return names
