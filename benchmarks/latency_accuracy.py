@@ -18,7 +18,8 @@ what the client reported, and the p95 error. Scenarios:
 
 wrk (closed loop, C) and hey (closed loop, Go) run too when installed (Debian packages
 `wrk` and `hey`); and a minimal closed loop on httpx, to show why the probe is not built
-on it (encode/httpx#3215, encode/httpcore#1035).
+on it (encode/httpx#3215, encode/httpcore#1035). Against the trivial endpoint, aiohttp's
+ClientSession alone is measured too: the probe's own client replaced it (client.py).
 
 Targets (issue 6): the probe's p95 within max(1 ms, 2%) of the true p95 wherever it does
 not declare itself untrustworthy; the stall FAILs a 300 ms budget in the open model; at
@@ -540,12 +541,32 @@ def throughput(base: str, quick: bool) -> list[tuple[str, float, str]]:
     found.append(
         ("closed c=50, asyncio loop", result.metrics.get("achieved_rps", 0.0), result.status)
     )
-    found.append(("bare aiohttp closed loop c=50 (the ceiling)", bare_aiohttp(base, seconds), ""))
+    aiohttp_rps = bare_aiohttp(base, seconds)
+    found.append(("aiohttp ClientSession alone, closed c=50 (for comparison)", aiohttp_rps, ""))
+    ceiling = wrk_rps(base, seconds)
+    if ceiling is not None:
+        found.append(("wrk -t1 -c50 (what the server itself can answer)", ceiling, ""))
     return found
 
 
+def wrk_rps(base: str, seconds: int) -> float | None:
+    if not shutil.which("wrk"):
+        return None
+    out = subprocess.run(
+        pinned(["wrk", "-t1", "-c50", f"-d{seconds}s", base + "/fast"]),
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    for line in out.splitlines():
+        if line.startswith("Requests/sec:"):
+            return float(line.split()[1])
+    return None
+
+
 def bare_aiohttp(base: str, seconds: float) -> float:
-    """aiohttp alone, no probe around it: what the client library itself sustains here."""
+    """aiohttp's ClientSession alone, no probe around it: what that library sustains here
+    (the probe was first built on it; checks/latency/client.py says why it no longer is)."""
     import aiohttp
 
     async def closed_loop() -> float:

@@ -12,6 +12,7 @@ production. Register the fixtures with ``pytest_plugins = ["tests.servers.http"]
     silent_server            session   SilentServer: accepts connections, never answers
     trickling_server         session   TricklingServer: headers, then one body byte every 0.5 s
     huge_body_server         session   HugeBodyServer: a 10 MiB body, streamed
+    ScriptedServer           class     raw HTTP/1.1 answering each request as a script says
     closed_port_url          function  a URL on a port that nothing listens on
     UNRESOLVABLE_URL         constant  a host under .invalid (RFC 6761), which never resolves
 
@@ -58,6 +59,7 @@ AppServer.hits(path) counts the requests that reached a path, for tests of retri
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 import threading
 import time
@@ -756,6 +758,61 @@ class HugeBodyServer(RawServer):
         if self.chunked:
             writer.write(b"0\r\n\r\n")
         await writer.drain()
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a ScriptedServer does with one request: after `delay_s`, write `data` (None:
+    write nothing), then close the connection if `close`."""
+
+    data: bytes | None
+    close: bool = False
+    delay_s: float = 0.0
+
+
+def ok(body: bytes = b"ok", *extra_headers: bytes) -> bytes:
+    """A 200 answer framed by Content-Length."""
+    head = b"".join(header + b"\r\n" for header in extra_headers)
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), head, body)
+
+
+class ScriptedServer(RawServer):
+    """HTTP/1.1 on raw TCP, answering each request with what `script` returns for it.
+
+    `script(request, connection, index)` gets the request (head and body as sent), the
+    number of the connection it came on (from 0) and its index on that connection (from
+    0). Every request is kept in `requests`, in order; `connections` counts connections.
+    """
+
+    def __init__(self, script: Callable[[bytes, int, int], Reply]) -> None:
+        super().__init__()
+        self.script = script
+        self.requests: list[bytes] = []
+        self.connections = 0
+
+    async def respond(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = self.connections
+        self.connections += 1
+        for index in itertools.count():
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                return  # the client closed the connection
+            length = 0
+            for line in head.split(b"\r\n"):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            request = head + await reader.readexactly(length)
+            self.requests.append(request)
+            reply = self.script(request, connection, index)
+            if reply.delay_s:
+                await asyncio.sleep(reply.delay_s)
+            if reply.data is not None:
+                writer.write(reply.data)
+                await writer.drain()
+            if reply.close:
+                return
 
 
 # ---------------------------------------------------------------------------------------

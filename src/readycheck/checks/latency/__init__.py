@@ -6,7 +6,8 @@ from when it was *due*, so a stalled server is seen as its users see it; it meas
 own overhead against a loopback endpoint first and refuses to judge (ERROR) when the
 machine it runs on cannot be trusted to measure. Its parts:
 
-    load.py       the open and closed load generators, on one aiohttp session
+    load.py       the open and closed load generators
+    client.py     the probe's HTTP/1.1 client: a keep-alive pool of asyncio protocols
     calibrate.py  the loopback endpoint that waits 20 ms, and the overhead it shows
     runner.py     the probe's own thread and event loop (uvloop when installed)
     stats.py      nearest-rank percentiles and the fixed log-spaced histogram

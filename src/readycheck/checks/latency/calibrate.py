@@ -34,7 +34,7 @@ MAX_SECONDS = 4.0
 
 
 class _WaitingEndpoint(asyncio.Protocol):
-    """HTTP/1.1 keep-alive, one request at a time per connection (aiohttp never pipelines):
+    """HTTP/1.1 keep-alive, one request at a time per connection (the probe never pipelines):
     read a request, answer 200 after WAIT_S, report the time held in SERVICE_HEADER."""
 
     def __init__(self, connections: set[asyncio.Transport]) -> None:

@@ -11,7 +11,9 @@ latency too: it is queueing a user would see.
 **Closed model** (``concurrency``): each worker sends its next request when its last
 answer arrived, and latency runs from that send. During a freeze the workers wait with
 the server, so only ``concurrency`` slow samples are taken: a closed loop under-reports
-stalls, and the output says which model was used.
+stalls, and the output says which model was used. Workers join at seeded random moments
+over the first ``concurrency`` milliseconds (at most 1 s) rather than all at once: see
+``ramp()``.
 
 Every sample is kept (the safety caps bound their number). A timeout counts as a request
 as slow as the time it was given; requests still unanswered when the check's own time
@@ -26,18 +28,19 @@ stalled server is not lag. It decides whether the measurement can be trusted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
-import os
-import ssl
+import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
-import aiohttp
-import multidict
-import yarl
+from readycheck.checks.latency.client import (
+    BodyTooLarge,
+    Client,
+    ProbeError,
+    Target,
+    tls_context,
+)
 
 # Past this much time before a request is due, and with nothing in flight, the scheduler
 # sleeps on the loop's timer; otherwise it yields to the loop and keeps it busy until the
@@ -51,6 +54,8 @@ _SPIN_WINDOW_S = 0.0015
 _BUSY_WHILE_IN_FLIGHT = True
 # A request that started more than this after its intended time was "sent late".
 LATE_S = 0.001
+# Closed model: workers join over this much time each, on average (see ramp()).
+_JOIN_EVERY_S = 0.001
 # How long stopping may wait for cancelled requests and for the session to close.
 _CLOSE_GRACE_S = 0.25
 
@@ -153,59 +158,37 @@ class Recorder:
         return self.requests / (self.last_end - self.first_start)
 
 
-def tls_context(spec: RequestSpec) -> ssl.SSLContext | bool:
-    if not spec.url.lower().startswith("https:"):
-        return True  # unused for plain HTTP
-    if not spec.verify_tls:
-        return False
-    return ssl.create_default_context(cafile=spec.ca_file)
+def client_for(spec: RequestSpec, shape: LoadShape) -> Client:
+    """One client with one keep-alive pool, sized to the load, for the whole run.
 
-
-def session_for(spec: RequestSpec, shape: LoadShape) -> aiohttp.ClientSession:
-    """One session with one keep-alive pool, sized to the load, for the whole run.
-
-    Why aiohttp and not httpx (which the other HTTP checks use): httpx's connection pool
-    does work quadratic in the number of requests waiting for a connection
-    (encode/httpx#3215, the open encode/httpcore#1035), so past a few dozen concurrent
-    requests the probe would time its own queue, not the server: at concurrency 50, httpx
-    0.28 reported p95 0.6-1 s above the true 20-25 ms, where aiohttp is a millisecond or
-    two off. benchmarks/latency_accuracy.py prints both against a server that records the
-    true service time of every request.
+    The probe's own HTTP/1.1 client, not aiohttp nor httpx: client.py says why, with the
+    figures of benchmarks/latency_accuracy.py.
     """
-    connector = aiohttp.TCPConnector(
+    target = Target.build(
+        spec.method,
+        spec.url,
+        spec.headers,
+        spec.body,
+        tls_context(spec.url, spec.verify_tls, spec.ca_file),
+    )
+    return Client(
+        target,
         limit=shape.connections,
-        limit_per_host=0,
-        ssl=tls_context(spec),
-        keepalive_timeout=60,
-        ttl_dns_cache=300,
+        max_body=spec.max_body_bytes,
+        service_header=spec.service_header,
     )
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(total=spec.timeout_s),
-        # The body is read and thrown away: inflating it would time our CPU, not the server.
-        auto_decompress=False,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        raise_for_status=False,
-    )
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class Probe:
     """Sends the requests of one run through one session and records what happened."""
 
-    def __init__(self, session: aiohttp.ClientSession, spec: RequestSpec, shape: LoadShape):
-        self.session = session
+    def __init__(self, client: Client, spec: RequestSpec, shape: LoadShape):
+        self.client = client
         self.spec = spec
         self.shape = shape
         self.recorder = Recorder(shape.model, planned=shape.planned)
         self._pending: dict[int, tuple[float, bool, asyncio.Task[None]]] = {}
         self._seq = 0
-        # Parsed once: aiohttp would otherwise parse the URL and copy the headers per request.
-        self._url = yarl.URL(spec.url)
-        self._headers = multidict.CIMultiDict(spec.headers)
 
     # -- one request -------------------------------------------------------------------
 
@@ -222,48 +205,28 @@ class Probe:
                 rec.lags_ms.append(lag * 1000.0)
                 if lag > LATE_S:
                     rec.late += 1
-            service_ms: float | None = None
             try:
-                async with self.session.request(
-                    spec.method,
-                    self._url,
-                    headers=self._headers,
-                    data=spec.body,
-                    allow_redirects=False,
-                ) as response:
-                    length = response.content_length
-                    if length is not None and length <= spec.max_body_bytes:
-                        await response.read()
-                    else:
-                        size = 0
-                        while chunk := await response.content.readany():
-                            size += len(chunk)
-                            if size > spec.max_body_bytes:
-                                raise _TooLarge
-                    ended = time.perf_counter()
-                    status = response.status
-                    if spec.service_header is not None:
-                        service_ms = _service_ms(response.headers.get(spec.service_header))
+                answer = await self.client.request(spec.timeout_s)
             except TimeoutError:
-                # aiohttp's own timeouts (connect, read, total) all land here.
                 if counted:
                     ended = time.perf_counter()
                     rec.timeouts += 1
                     rec.latencies_ms.append((ended - intended) * 1000.0)
                     rec.last_end = ended
                 return
-            except _TooLarge:
+            except BodyTooLarge:
                 if counted:
                     rec.too_large += 1
                     rec.last_end = time.perf_counter()
                 return
-            except (aiohttp.ClientError, OSError) as exc:
+            except ProbeError as exc:
                 if counted:
-                    rec.connection_errors[connection_reason(exc)] += 1
+                    rec.connection_errors[exc.reason] += 1
                     rec.last_end = time.perf_counter()
                 return
             if not counted:
                 return
+            ended, status = answer.ended, answer.status
             latency_ms = (ended - intended) * 1000.0
             rec.latencies_ms.append(latency_ms)
             rec.last_end = ended
@@ -271,8 +234,10 @@ class Probe:
                 rec.answered_ok += 1
             else:
                 rec.statuses[status] += 1
-            if service_ms is not None:
-                rec.overheads_ms.append(latency_ms - service_ms)
+            if answer.service_header is not None:
+                service_ms = _service_ms(answer.service_header)
+                if service_ms is not None:
+                    rec.overheads_ms.append(latency_ms - service_ms)
         finally:
             self._pending.pop(seq, None)
 
@@ -316,10 +281,12 @@ class Probe:
         handed_out = 0
         measure_until: float | None = None
 
-        async def worker() -> None:
+        async def worker(joins_after: float) -> None:
             nonlocal handed_out, measure_until
             task = asyncio.current_task()
             assert task is not None
+            if joins_after:
+                await asyncio.sleep(joins_after)
             while True:
                 counted = handed_out >= shape.warmup
                 if counted:
@@ -339,7 +306,7 @@ class Probe:
                 self._pending[seq] = (intended, counted, task)
                 await self._send(seq, intended, counted)
 
-        workers = asyncio.gather(*(worker() for _ in range(shape.concurrency)))
+        workers = asyncio.gather(*(worker(after) for after in ramp(shape.concurrency)))
         try:
             while _BUSY_WHILE_IN_FLIGHT and not workers.done():
                 await asyncio.sleep(0)  # keeps the loop busy: see _SPIN_WINDOW_S
@@ -376,43 +343,31 @@ class Probe:
                 rec.last_end = now
 
 
+def ramp(concurrency: int) -> list[float]:
+    """When each closed-model worker sends its first request, in seconds from the start.
+
+    Workers join at random moments over ``concurrency`` milliseconds (at most 1 s), not all
+    at once: started together, they stay in step against a steady service time and their
+    answers keep arriving in bursts of ``concurrency``, a pattern no real traffic has that
+    makes the probe time its own queue of answers (+1-2 ms at 200 workers here). Users do
+    not arrive in lockstep, and a production service is not sent a spike of ``concurrency``
+    requests in one instant. Seeded: the same run sends the same way each time.
+    """
+    spread = min(1.0, concurrency * _JOIN_EVERY_S)
+    rng = random.Random(concurrency)
+    return [0.0, *sorted(rng.uniform(0.0, spread) for _ in range(concurrency - 1))]
+
+
 async def run_load(spec: RequestSpec, shape: LoadShape, stop_at: float) -> Recorder:
-    """One run: a session of its own, the load, and the session closed (bounded)."""
-    session = session_for(spec, shape)
+    """One run: a client of its own, the load, and every connection closed."""
+    client = client_for(spec, shape)
     try:
-        return await Probe(session, spec, shape).run(stop_at)
+        return await Probe(client, spec, shape).run(stop_at)
     finally:
-        # Closing hung connections is best effort: the measurement is made.
-        with contextlib.suppress(TimeoutError, aiohttp.ClientError, OSError):
-            await asyncio.wait_for(session.close(), timeout=_CLOSE_GRACE_S)
+        client.close()
 
 
-def connection_reason(exc: BaseException) -> str:
-    """A short reason of our own wording: aiohttp's messages carry URLs and headers."""
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return "TLS certificate rejected"
-    if isinstance(exc, aiohttp.ClientSSLError):
-        return "TLS handshake failed"
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return "host name not resolved"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "server closed the connection"
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return "response body cut short"
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return "invalid HTTP response"
-    if isinstance(exc, aiohttp.InvalidURL):
-        return "invalid URL"
-    os_error = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
-    number = getattr(os_error, "errno", None)
-    if isinstance(number, int) and number in errno.errorcode:
-        return os.strerror(number).lower()
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return "could not connect"
-    return type(exc).__name__
-
-
-def _service_ms(value: str | None) -> float | None:
-    if value is None or not value.isdigit():
+def _service_ms(value: bytes) -> float | None:
+    if not value.isdigit():
         return None
     return int(value) / 1000.0
