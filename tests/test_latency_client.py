@@ -9,6 +9,7 @@ status, or a failure counted under a reason of our own.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Iterator
 
@@ -421,3 +422,22 @@ def test_an_invalid_url_is_refused_before_connecting() -> None:
         Target.build("GET", "ftp://example.com/", {}, None, None)
     with pytest.raises(ProbeError, match="invalid URL"):
         Target.build("GET", "http://example.com:99999/", {}, None, None)
+
+
+def test_a_host_whose_first_address_refuses_is_reached_on_the_next(
+    scripted: type[ScriptedServer],
+) -> None:
+    # As "localhost" resolving to ::1 first, for a server listening on 127.0.0.1 only.
+    server = serve(scripted, lambda request, connection, index: Reply(ok(), close=True))
+
+    async def main() -> list[Outcome]:
+        url = f"http://localhost:{server.port}/"
+        client = Client(Target.build("GET", url, {}, None, None), limit=1, max_body=1000)
+        client._addresses = [(socket.AF_INET, "127.0.0.2"), (socket.AF_INET, "127.0.0.1")]
+        try:
+            return [await client.request(5.0) for _ in range(3)]
+        finally:
+            client.close()
+
+    assert statuses(asyncio.run(main())) == [200, 200, 200]
+    assert server.connections == 3

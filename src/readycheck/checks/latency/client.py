@@ -572,7 +572,7 @@ class Client:
         if not self._addresses:
             raise ProbeError("host name not resolved")
         failure: OSError | None = None
-        for family, address in self._addresses:
+        for position, (family, address) in enumerate(self._addresses):
             try:
                 _, protocol = await loop.create_connection(
                     lambda: _Connection(self._max_body, self._service_header),
@@ -591,6 +591,8 @@ class Client:
             except OSError as exc:
                 failure = failure or exc
                 continue
+            if position:  # "localhost" as ::1 first, served on 127.0.0.1: try that first
+                self._addresses.insert(0, self._addresses.pop(position))
             return protocol
         raise ProbeError(os_reason(failure))
 
