@@ -371,6 +371,26 @@ def test_tls_is_verified_against_the_given_ca_file(
     assert "50 connection errors (TLS certificate rejected)" in "\n".join(unknown_issuer.evidence)
 
 
+@pytest.mark.parametrize("content", [None, "not a certificate\n"])
+def test_an_unusable_ca_file_is_an_error_before_any_request(
+    run_one: RunOne, https_server: AppServer, tmp_path: Path, content: str | None
+) -> None:
+    ca_file = tmp_path / "ca.pem"
+    if content is not None:
+        ca_file.write_text(content)
+    before = https_server.hits("/health/live")
+    result = run_one(
+        f"url: '{https_server.url}/health/live', ca_file: '{ca_file}', "
+        "rate: 200, requests: 50, warmup: 5, calibrate: false"
+    )
+    assert result.status is Status.ERROR
+    assert result.summary.startswith(f"ca_file {ca_file}")
+    assert (
+        "does not exist" if content is None else "not a PEM certificate bundle"
+    ) in result.summary
+    assert https_server.hits("/health/live") == before
+
+
 def test_interrupting_the_run_stops_the_probe_and_its_thread(
     write_profile: Callable[..., Path], http_server: AppServer
 ) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 
@@ -21,7 +22,6 @@ from readycheck.checks.latency.client import (
     Client,
     ProbeError,
     Target,
-    tls_context,
 )
 from tests.servers.http import (
     UNRESOLVABLE_URL,
@@ -51,7 +51,7 @@ def fetch(
     """Send `count` requests one after the other through one client; what each became."""
 
     async def main() -> list[Outcome]:
-        target = Target.build(method, url, headers or {}, body, tls_context(url, verify, ca_file))
+        target = Target.build(method, url, headers or {}, body, trust(verify, ca_file))
         client = Client(target, limit=1, max_body=max_body)
         outcomes: list[Outcome] = []
         try:
@@ -65,6 +65,15 @@ def fetch(
         return outcomes
 
     return asyncio.run(main())
+
+
+def trust(verify: bool, ca_file: str | None) -> ssl.SSLContext:
+    """As the HTTP checks' shared context is made (checks/http/certificates.py)."""
+    context = ssl.create_default_context(cafile=ca_file)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def statuses(outcomes: list[Outcome]) -> list[int]:

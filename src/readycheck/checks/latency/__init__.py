@@ -37,6 +37,8 @@ from readycheck.results import Outcome
 from readycheck.units import Duration, Size
 
 if TYPE_CHECKING:
+    import ssl
+
     from readycheck.checks.latency.load import LoadShape, RequestSpec
     from readycheck.context import Context
 
@@ -249,7 +251,7 @@ class LatencyParams(ConnectionParams):
             max_requests=max(1, CAP_REQUESTS - self.warmup) if capped else 10**9,
         )
 
-    def request_spec(self, ca_file: str | None, user_agent: str) -> RequestSpec:
+    def request_spec(self, tls: ssl.SSLContext | None, user_agent: str) -> RequestSpec:
         from readycheck.checks.latency.load import RequestSpec
 
         headers = dict(self.headers)
@@ -269,8 +271,7 @@ class LatencyParams(ConnectionParams):
             body=body,
             timeout_s=self.request_timeout.seconds,
             max_body_bytes=self.max_body.bytes,
-            verify_tls=self.verify_tls,
-            ca_file=ca_file,
+            tls=tls if self.url.lower().startswith("https:") else None,
         )
 
 
@@ -278,15 +279,17 @@ class LatencyParams(ConnectionParams):
 async def latency(p: LatencyParams, ctx: Context) -> Outcome:
     """Measure p50-p99 latency at a steady request rate (open model); FAIL over budget."""
     from readycheck import __version__
+    from readycheck.checks.http.certificates import TrustError, tls_context
     from readycheck.checks.latency import calibrate, load, runner, verdict
 
-    ca_file = None
-    if p.ca_file is not None:
-        path = ctx.resolve(p.ca_file)
-        if not path.is_file():
-            return Outcome.errored(f"ca_file {p.ca_file} does not exist")
-        ca_file = str(path)
-    spec = p.request_spec(ca_file, f"readycheck/{__version__} (http.latency)")
+    tls = None
+    if p.url.lower().startswith("https:"):
+        # The run's shared context for this trust, as every HTTP check gets it.
+        try:
+            tls = await tls_context(ctx, verify=p.verify_tls, ca_file=p.ca_file)
+        except TrustError as exc:
+            return exc.outcome()
+    spec = p.request_spec(tls, f"readycheck/{__version__} (http.latency)")
     shape = p.load_shape()
 
     # Stop a little before the engine would cancel us, to report what was measured.

@@ -17,14 +17,15 @@ answer's status and where it ends), so the hot path is a write, a parse of the h
 a count of the body.
 
 What it does: HTTP/1.1 with keep-alive; one request at a time on a connection (no
-pipelining), at most ``limit`` connections; TLS through the ``ssl`` module (ALPN
-``http/1.1``); the host name resolved once per run; bodies framed by Content-Length,
-chunked transfer coding or the connection's close, counted and thrown away (never
-decompressed: decoding would time our CPU, not the server); interim 1xx answers skipped;
-redirects not followed (a 3xx is an answer). Limits: a head of at most 64 KiB, a body of
-at most ``max_body_bytes``. A request on a reused connection that the server had closed
-before any byte of the answer (a keep-alive race) is sent once more on a new connection
-when its method is idempotent, as browsers do; its latency still runs from its start.
+pipelining), at most ``limit`` connections; TLS with the context the HTTP checks share
+(``checks/http/certificates.py``: the system's trust store or ``ca_file``); the host
+name resolved once per run; bodies framed by Content-Length, chunked transfer coding or
+the connection's close, counted and thrown away (never decompressed: decoding would time
+our CPU, not the server); interim 1xx answers skipped; redirects not followed (a 3xx is
+an answer). Limits: a head of at most 64 KiB, a body of at most ``max_body_bytes``. A
+request on a reused connection that the server had closed before any byte of the answer
+(a keep-alive race) is sent once more on a new connection when its method is
+idempotent, as browsers do; its latency still runs from its start.
 
 Every failure is one of: ``TimeoutError``; ``BodyTooLarge``; ``ProbeError`` whose
 ``reason`` is a short phrase of our own (library and OS messages may carry the URL).
@@ -116,6 +117,10 @@ class Target:
             host = parts.hostname.encode("idna").decode("ascii")
         except (ValueError, UnicodeError):
             raise ProbeError("invalid URL") from None
+        if scheme == "http":
+            tls = None
+        elif tls is None:  # the system's trust store
+            tls = ssl.create_default_context()
         shown_host = f"[{host}]" if ":" in host else host
         if port != (443 if scheme == "https" else 80):
             shown_host = f"{shown_host}:{port}"
@@ -153,18 +158,6 @@ class Target:
             head_only=method == "HEAD",
             idempotent=method in _IDEMPOTENT,
         )
-
-
-def tls_context(url: str, verify: bool, ca_file: str | None) -> ssl.SSLContext | None:
-    """The TLS settings for an https URL (None for plain HTTP)."""
-    if urlsplit(url).scheme.lower() != "https":
-        return None
-    context = ssl.create_default_context(cafile=ca_file)
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols(["http/1.1"])
-    return context
 
 
 class _Connection(asyncio.Protocol):

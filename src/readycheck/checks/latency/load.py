@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -39,7 +40,6 @@ from readycheck.checks.latency.client import (
     Client,
     ProbeError,
     Target,
-    tls_context,
 )
 
 # Past this much time before a request is due, and with nothing in flight, the scheduler
@@ -72,8 +72,8 @@ class RequestSpec:
     body: bytes | None
     timeout_s: float
     max_body_bytes: int
-    verify_tls: bool = True
-    ca_file: str | None = None
+    tls: ssl.SSLContext | None = None
+    """Trust for an https URL: the run's shared context (checks/http/certificates.py)."""
     # Calibration only: the header in which the loopback server reports its service time.
     service_header: str | None = None
 
@@ -169,7 +169,7 @@ def client_for(spec: RequestSpec, shape: LoadShape) -> Client:
         spec.url,
         spec.headers,
         spec.body,
-        tls_context(spec.url, spec.verify_tls, spec.ca_file),
+        spec.tls,
     )
     return Client(
         target,
