@@ -271,7 +271,7 @@ class LatencyParams(ConnectionParams):
             body=body,
             timeout_s=self.request_timeout.seconds,
             max_body_bytes=self.max_body.bytes,
-            tls=tls if self.url.lower().startswith("https:") else None,
+            tls=tls,
         )
 
 

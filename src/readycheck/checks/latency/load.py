@@ -56,7 +56,7 @@ _BUSY_WHILE_IN_FLIGHT = True
 LATE_S = 0.001
 # Closed model: workers join over this much time each, on average (see ramp()).
 _JOIN_EVERY_S = 0.001
-# How long stopping may wait for cancelled requests and for the session to close.
+# How long stopping may wait for cancelled requests to finish.
 _CLOSE_GRACE_S = 0.25
 
 Model = Literal["open", "closed"]
@@ -164,13 +164,7 @@ def client_for(spec: RequestSpec, shape: LoadShape) -> Client:
     The probe's own HTTP/1.1 client, not aiohttp nor httpx: client.py says why, with the
     figures of benchmarks/latency_accuracy.py.
     """
-    target = Target.build(
-        spec.method,
-        spec.url,
-        spec.headers,
-        spec.body,
-        spec.tls,
-    )
+    target = Target.build(spec.method, spec.url, spec.headers, spec.body, spec.tls)
     return Client(
         target,
         limit=shape.connections,
@@ -180,7 +174,7 @@ def client_for(spec: RequestSpec, shape: LoadShape) -> Client:
 
 
 class Probe:
-    """Sends the requests of one run through one session and records what happened."""
+    """Sends the requests of one run through one client and records what happened."""
 
     def __init__(self, client: Client, spec: RequestSpec, shape: LoadShape):
         self.client = client
