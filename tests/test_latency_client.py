@@ -30,6 +30,7 @@ from tests.servers.http import (
     Reply,
     ScriptedServer,
     SilentServer,
+    TricklingServer,
     ok,
 )
 
@@ -350,6 +351,17 @@ def test_a_request_unanswered_past_its_timeout_fails_with_timeout_error(
     [outcome] = fetch(silent_server.url, timeout_s=0.3)
     assert isinstance(outcome, TimeoutError)
     assert time.perf_counter() - started < 3  # never hangs
+
+
+def test_a_body_trickled_byte_by_byte_still_ends_at_the_timeout(
+    trickling_server: TricklingServer,
+) -> None:
+    # Every byte arrives well within any per-read timeout; only the request's own deadline
+    # can end it.
+    started = time.perf_counter()
+    [outcome] = fetch(trickling_server.url, timeout_s=1.2)
+    assert isinstance(outcome, TimeoutError)
+    assert time.perf_counter() - started < 4
 
 
 def test_a_request_waiting_for_a_busy_connection_times_out_and_frees_nothing_twice(
