@@ -27,6 +27,8 @@ from tests.servers.http import (
     AppServer,
     CertSpec,
     HugeBodyServer,
+    Reply,
+    ScriptedServer,
     SilentServer,
     TricklingServer,
 )
@@ -1084,6 +1086,29 @@ def test_a_refused_upgrade_and_an_unknown_subprotocol_fail(
     assert unknown.summary.endswith(
         "the server chose none of the offered subprotocols (graphql-ws)"
     )
+
+
+def test_a_websocket_redirect_is_reported_not_followed(run_one: RunOne) -> None:
+    # websockets would follow it and send custom headers (secret ones too) to the new origin.
+    elsewhere = ScriptedServer(lambda request, connection, index: Reply(None, close=True))
+    with elsewhere:
+        location = f"ws://127.0.0.1:{elsewhere.port}/ws?token=s3cr3t-value"
+        redirect = (
+            b"HTTP/1.1 302 Found\r\nLocation: %s\r\nContent-Length: 0\r\n\r\n" % location.encode()
+        )
+        with ScriptedServer(lambda request, connection, index: Reply(redirect)) as first:
+            result = run_one(
+                "websocket.handshake",
+                {
+                    "url": f"ws://127.0.0.1:{first.port}/ws",
+                    "headers": {"X-Api-Key": "k3y-never-elsewhere"},
+                },
+            )
+    assert result.status is Status.FAIL
+    assert result.summary.endswith("answered HTTP 302 Found, a redirect, which is not followed")
+    assert f"Location: ws://127.0.0.1:{elsewhere.port}/ws?token=***" in result.evidence
+    assert elsewhere.requests == []
+    assert b"X-Api-Key: k3y-never-elsewhere" in first.requests[0]
 
 
 def test_websocket_over_tls(

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from readycheck.checks.http import expectations
 from readycheck.checks.http.client import Reply, RequestFailed, fetch
-from readycheck.checks.http.request import PayloadParams, display_url
+from readycheck.checks.http.request import PayloadParams, display_location
 from readycheck.checks.patterns import as_list
 from readycheck.registry import check
 from readycheck.units import Duration, format_duration_ms
@@ -121,7 +121,7 @@ def judge(expect: Expect, reply: Reply) -> tuple[list[str], list[str]]:
         problems.append(status)
         location = reply.headers.get("location")
         if location and 300 <= reply.status < 400:
-            facts.append(f"Location: {display_url(location) if '://' in location else location}")
+            facts.append(f"Location: {display_location(location)}")
     if expect.json_paths:
         is_json, document = reply.json()
         if not is_json:

@@ -122,6 +122,11 @@ def display_url(url: str) -> str:
     return f"{parts.scheme}://{netloc}{parts.path or '/'}" + (f"?{query}" if query else "")
 
 
+def display_location(location: str) -> str:
+    """A redirect's Location header as shown in evidence: display_url when absolute."""
+    return display_url(location) if "://" in location else location
+
+
 def credential_forms(value: str) -> Iterator[str]:
     """A secret header value and the credential inside it (``Bearer <token>``, and the
     decoded ``user:password`` of Basic), so a part of it shown alone is masked too."""

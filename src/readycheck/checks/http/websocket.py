@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from readycheck.checks.http.certificates import TrustError, tls_context
 from readycheck.checks.http.client import USER_AGENT, budget, one_line
 from readycheck.checks.http.network import describe_connection_error, last_resort
-from readycheck.checks.http.request import HttpParams
+from readycheck.checks.http.request import HttpParams, display_location
 from readycheck.checks.patterns import Regex
 from readycheck.registry import check
 from readycheck.results import Outcome
@@ -93,10 +93,18 @@ async def handshake(p: WebSocketParams, ctx: Context) -> Outcome:
             return exc.outcome()
     host, port = _host_port(p.url)
 
+    class _Connect(connect):
+        """Never follows a redirect: the headers, secret ones among them, go to the URL the
+        profile names and nowhere else (websockets keeps custom headers across origins),
+        as every HTTP check does unless told to follow."""
+
+        def process_redirect(self, exc: Exception) -> Exception | str:
+            return exc
+
     started = time.monotonic()
     try:
         async with asyncio.timeout(limit.seconds):
-            ws = await connect(
+            ws = await _Connect(
                 p.url,
                 additional_headers=dict(p.headers),
                 subprotocols=[_subprotocol(name) for name in p.subprotocols] or None,
@@ -110,7 +118,10 @@ async def handshake(p: WebSocketParams, ctx: Context) -> Outcome:
                 **tls,  # type: ignore[arg-type]
             )
     except InvalidStatus as exc:
-        return _refused(shown, exc.response.status_code, exc.response.reason_phrase)
+        refusal = exc.response
+        return _refused(
+            shown, refusal.status_code, refusal.reason_phrase, refusal.headers.get("Location")
+        )
     except TimeoutError:
         return Outcome.failed(f"{shown}: no upgrade within {limit.label}")
     except InvalidHandshake as exc:
@@ -187,7 +198,18 @@ async def _converse(
     return problems, facts
 
 
-def _refused(shown: str, status: int, reason: str) -> Outcome:
+def _refused(shown: str, status: int, reason: str, location: str | None = None) -> Outcome:
+    if 300 <= status < 400 and location:
+        return Outcome.failed(
+            f"{shown}: answered HTTP {status} {reason}, a redirect, which is not followed",
+            evidence=[
+                f"status {status} {reason}".rstrip(),
+                f"Location: {display_location(location)}",
+                "expected 101 Switching Protocols",
+            ],
+            remediation="Point url at where the redirect leads: a WebSocket client that "
+            "follows it sends its headers there.",
+        )
     if 200 <= status < 300:
         return Outcome.failed(
             f"{shown}: answered plain HTTP {status} instead of upgrading to a WebSocket",
