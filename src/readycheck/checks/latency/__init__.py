@@ -21,6 +21,13 @@ most checks: calibration (about 200 requests at the profile's rate, about 4 s at
 ERROR naming the timeout to set (the type's 30 s default fits its default load). While
 running, it stops itself a little before its timeout and reports what it measured so far,
 counting unanswered requests as timeouts.
+
+**What is sent.** Every request is the same: HTTP/1.1 on keep-alive connections, with
+``Accept-Encoding: gzip, deflate`` as browsers and HTTP libraries send it, so a server
+that compresses is timed compressing (the answer is counted, never decoded). To measure
+without compression, set ``Accept-Encoding: identity`` in ``headers``. Redirects are
+answers, not followed. Proxy settings in the environment are not used: a proxy in the
+way would be timed too.
 """
 
 from __future__ import annotations
