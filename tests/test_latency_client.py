@@ -12,7 +12,7 @@ import asyncio
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -87,34 +87,33 @@ def reason(outcome: Outcome) -> str:
     return outcome.reason
 
 
+Script = Callable[[bytes, int, int], Reply]
+Serve = Callable[[Script], ScriptedServer]
+
+
 @pytest.fixture
-def scripted() -> Iterator[type[ScriptedServer]]:
-    """ScriptedServer, stopped after the test however it ends."""
+def serve() -> Iterator[Serve]:
+    """Start a ScriptedServer running `script`; every one is stopped after the test."""
     started: list[ScriptedServer] = []
 
-    class Started(ScriptedServer):
-        def start(self) -> None:
-            started.append(self)
-            super().start()
+    def start(script: Script) -> ScriptedServer:
+        server = ScriptedServer(script)
+        server.start()
+        started.append(server)
+        return server
 
-    yield Started
+    yield start
     for server in started:
         server.stop()
-
-
-def serve(scripted: type[ScriptedServer], script: object) -> ScriptedServer:
-    server = scripted(script)  # type: ignore[arg-type]
-    server.start()
-    return server
 
 
 # -- the request -------------------------------------------------------------------------
 
 
 def test_the_request_carries_host_headers_body_and_credentials_from_the_url(
-    scripted: type[ScriptedServer],
+    serve: Serve,
 ) -> None:
-    server = serve(scripted, lambda request, connection, index: Reply(ok()))
+    server = serve(lambda request, connection, index: Reply(ok()))
     url = f"http://probe:s%40cret@127.0.0.1:{server.port}/orders search?page=2"
     headers = {"X-Tenant": "acme", "Content-Length": "999"}  # the client frames the body
     assert statuses(fetch(url, method="POST", headers=headers, body=b'{"a": 1}')) == [200]
@@ -151,36 +150,36 @@ def test_a_profiles_own_host_header_is_sent_instead_of_the_urls() -> None:
 
 
 def test_keep_alive_sends_every_request_on_one_connection(
-    scripted: type[ScriptedServer],
+    serve: Serve,
 ) -> None:
-    server = serve(scripted, lambda request, connection, index: Reply(ok()))
+    server = serve(lambda request, connection, index: Reply(ok()))
     assert statuses(fetch(f"http://127.0.0.1:{server.port}/", 5)) == [200] * 5
     assert server.connections == 1
 
 
 def test_a_chunked_body_with_extensions_and_trailers_is_read_to_its_end(
-    scripted: type[ScriptedServer],
+    serve: Serve,
 ) -> None:
     chunked = (
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"5;name=value\r\nhello\r\n1A\r\n" + b"x" * 26 + b"\r\n0\r\nX-Checksum: 1\r\n\r\n"
     )
-    server = serve(scripted, lambda request, connection, index: Reply(chunked))
+    server = serve(lambda request, connection, index: Reply(chunked))
     assert statuses(fetch(f"http://127.0.0.1:{server.port}/", 3)) == [200] * 3
     assert server.connections == 1  # the end was found: the connection is reused
 
 
 def test_a_body_without_length_ends_with_the_connection(
-    scripted: type[ScriptedServer],
+    serve: Serve,
 ) -> None:
     unframed = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil I close"
-    server = serve(scripted, lambda request, connection, index: Reply(unframed, close=True))
+    server = serve(lambda request, connection, index: Reply(unframed, close=True))
     assert statuses(fetch(f"http://127.0.0.1:{server.port}/", 3)) == [200] * 3
     assert server.connections == 3
 
 
 def test_connection_close_and_http_1_0_answers_open_a_new_connection_each_time(
-    scripted: type[ScriptedServer],
+    serve: Serve,
 ) -> None:
     answers = [
         b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
@@ -189,7 +188,6 @@ def test_connection_close_and_http_1_0_answers_open_a_new_connection_each_time(
         b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok",
     ]
     server = serve(
-        scripted,
         lambda request, connection, index: Reply(
             answers[connection + index], close=connection + index < 2
         ),
@@ -199,9 +197,9 @@ def test_connection_close_and_http_1_0_answers_open_a_new_connection_each_time(
     assert server.connections == 3
 
 
-def test_interim_answers_are_skipped_for_the_final_one(scripted: type[ScriptedServer]) -> None:
+def test_interim_answers_are_skipped_for_the_final_one(serve: Serve) -> None:
     early_hints = b"HTTP/1.1 103 Early Hints\r\nLink: </app.css>; rel=preload\r\n\r\n"
-    server = serve(scripted, lambda request, connection, index: Reply(early_hints + ok()))
+    server = serve(lambda request, connection, index: Reply(early_hints + ok()))
     assert statuses(fetch(f"http://127.0.0.1:{server.port}/", 2)) == [200, 200]
 
 
@@ -214,19 +212,19 @@ def test_interim_answers_are_skipped_for_the_final_one(scripted: type[ScriptedSe
     ],
 )
 def test_answers_that_have_no_body_end_with_their_head(
-    scripted: type[ScriptedServer], method: str, answer: bytes
+    serve: Serve, method: str, answer: bytes
 ) -> None:
-    server = serve(scripted, lambda request, connection, index: Reply(answer))
+    server = serve(lambda request, connection, index: Reply(answer))
     outcomes = fetch(f"http://127.0.0.1:{server.port}/", 2, method=method, timeout_s=2)
     assert statuses(outcomes) == [int(answer[9:12])] * 2
     assert server.connections == 1
 
 
-def test_a_redirect_is_an_answer_not_followed(scripted: type[ScriptedServer]) -> None:
+def test_a_redirect_is_an_answer_not_followed(serve: Serve) -> None:
     redirect = (
         b"HTTP/1.1 302 Found\r\nLocation: http://elsewhere.invalid/\r\nContent-Length: 0\r\n\r\n"
     )
-    server = serve(scripted, lambda request, connection, index: Reply(redirect))
+    server = serve(lambda request, connection, index: Reply(redirect))
     assert statuses(fetch(f"http://127.0.0.1:{server.port}/")) == [302]
     assert len(server.requests) == 1
 
@@ -235,9 +233,9 @@ def test_a_redirect_is_an_answer_not_followed(scripted: type[ScriptedServer]) ->
 
 
 def test_a_declared_body_over_max_body_fails_without_reading_it(
-    scripted: type[ScriptedServer],
+    serve: Serve,
 ) -> None:
-    server = serve(scripted, lambda request, connection, index: Reply(ok(b"x" * 2000)))
+    server = serve(lambda request, connection, index: Reply(ok(b"x" * 2000)))
     [outcome] = fetch(f"http://127.0.0.1:{server.port}/", max_body=1000)
     assert isinstance(outcome, BodyTooLarge)
     assert outcome.reason == "response body over max_body"
@@ -281,9 +279,9 @@ def test_a_chunked_body_is_cut_at_max_body() -> None:
     ],
 )
 def test_a_broken_answer_is_a_failure_with_a_reason(
-    scripted: type[ScriptedServer], answer: bytes, expected: str
+    serve: Serve, answer: bytes, expected: str
 ) -> None:
-    server = serve(scripted, lambda request, connection, index: Reply(answer))
+    server = serve(lambda request, connection, index: Reply(answer))
     [broken, again] = fetch(f"http://127.0.0.1:{server.port}/", 2, timeout_s=3)
     assert reason(broken) == expected
     assert reason(again) == expected
@@ -291,18 +289,16 @@ def test_a_broken_answer_is_a_failure_with_a_reason(
 
 
 def test_a_connection_closed_mid_body_is_a_body_cut_short(
-    scripted: type[ScriptedServer],
+    serve: Serve,
 ) -> None:
     cut = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten.."
-    server = serve(scripted, lambda request, connection, index: Reply(cut, close=True))
+    server = serve(lambda request, connection, index: Reply(cut, close=True))
     [outcome] = fetch(f"http://127.0.0.1:{server.port}/")
     assert reason(outcome) == "response body cut short"
 
 
-def test_bytes_after_the_answer_retire_the_connection(scripted: type[ScriptedServer]) -> None:
-    server = serve(
-        scripted, lambda request, connection, index: Reply(ok() + b"HTTP/1.1 200 OK\r\n")
-    )
+def test_bytes_after_the_answer_retire_the_connection(serve: Serve) -> None:
+    server = serve(lambda request, connection, index: Reply(ok() + b"HTTP/1.1 200 OK\r\n"))
     assert statuses(fetch(f"http://127.0.0.1:{server.port}/", 2)) == [200, 200]
     assert server.connections == 2
 
@@ -317,15 +313,15 @@ def close_on_second_request(request: bytes, connection: int, index: int) -> Repl
 
 
 def test_a_reused_connection_the_server_had_closed_is_retried_once_when_idempotent(
-    scripted: type[ScriptedServer],
+    serve: Serve,
 ) -> None:
-    server = serve(scripted, close_on_second_request)
+    server = serve(close_on_second_request)
     assert statuses(fetch(f"http://127.0.0.1:{server.port}/", 3)) == [200, 200, 200]
     assert server.connections == 3
 
 
-def test_a_post_is_never_sent_twice(scripted: type[ScriptedServer]) -> None:
-    server = serve(scripted, close_on_second_request)
+def test_a_post_is_never_sent_twice(serve: Serve) -> None:
+    server = serve(close_on_second_request)
     outcomes = fetch(f"http://127.0.0.1:{server.port}/", 2, method="POST", body=b"{}")
     assert isinstance(outcomes[0], Answer)
     assert reason(outcomes[1]) == "server closed the connection"
@@ -333,9 +329,9 @@ def test_a_post_is_never_sent_twice(scripted: type[ScriptedServer]) -> None:
 
 
 def test_a_fresh_connection_closed_without_an_answer_fails(
-    scripted: type[ScriptedServer],
+    serve: Serve,
 ) -> None:
-    server = serve(scripted, lambda request, connection, index: Reply(None, close=True))
+    server = serve(lambda request, connection, index: Reply(None, close=True))
     [outcome] = fetch(f"http://127.0.0.1:{server.port}/")
     assert reason(outcome) == "server closed the connection"
     assert len(server.requests) == 1  # not retried: nothing says it was a keep-alive race
@@ -365,9 +361,9 @@ def test_a_body_trickled_byte_by_byte_still_ends_at_the_timeout(
 
 
 def test_a_request_waiting_for_a_busy_connection_times_out_and_frees_nothing_twice(
-    scripted: type[ScriptedServer],
+    serve: Serve,
 ) -> None:
-    server = serve(scripted, lambda request, connection, index: Reply(ok(), delay_s=0.5))
+    server = serve(lambda request, connection, index: Reply(ok(), delay_s=0.5))
     url = f"http://127.0.0.1:{server.port}/"
 
     async def main() -> list[Outcome]:
@@ -389,9 +385,9 @@ def test_a_request_waiting_for_a_busy_connection_times_out_and_frees_nothing_twi
 
 
 def test_requests_beyond_the_limit_wait_for_a_connection_and_all_are_answered(
-    scripted: type[ScriptedServer],
+    serve: Serve,
 ) -> None:
-    server = serve(scripted, lambda request, connection, index: Reply(ok(), delay_s=0.01))
+    server = serve(lambda request, connection, index: Reply(ok(), delay_s=0.01))
     url = f"http://127.0.0.1:{server.port}/"
 
     async def main() -> list[Outcome]:
@@ -405,8 +401,8 @@ def test_requests_beyond_the_limit_wait_for_a_connection_and_all_are_answered(
     assert server.connections == 3
 
 
-def test_cancelled_requests_leave_no_connection_behind(scripted: type[ScriptedServer]) -> None:
-    server = serve(scripted, lambda request, connection, index: Reply(ok(), delay_s=5))
+def test_cancelled_requests_leave_no_connection_behind(serve: Serve) -> None:
+    server = serve(lambda request, connection, index: Reply(ok(), delay_s=5))
     url = f"http://127.0.0.1:{server.port}/"
 
     async def main() -> Outcome:
@@ -446,10 +442,10 @@ def test_an_invalid_url_is_refused_before_connecting() -> None:
 
 
 def test_a_host_whose_first_address_refuses_is_reached_on_the_next(
-    scripted: type[ScriptedServer],
+    serve: Serve,
 ) -> None:
     # As "localhost" resolving to ::1 first, for a server listening on 127.0.0.1 only.
-    server = serve(scripted, lambda request, connection, index: Reply(ok(), close=True))
+    server = serve(lambda request, connection, index: Reply(ok(), close=True))
 
     async def main() -> list[Outcome]:
         url = f"http://localhost:{server.port}/"
