@@ -17,7 +17,6 @@ from readycheck.errors import OutputError
 from readycheck.profile import load_profile
 from readycheck.report import json as json_report
 from readycheck.report import junit, markdown
-from readycheck.report.files import write_atomic
 from readycheck.results import GitInfo, RunResult, Status, Verdict, summarize
 from tests.conftest import REPO
 
@@ -306,17 +305,6 @@ def test_junit_has_one_testcase_per_check_with_the_right_elements(mixed_result: 
     assert cases["api"].find("skipped") is not None
     props = {p.get("name"): p.get("value") for p in suite.iter("property")}
     assert props["verdict"] == "NOT_READY"
-
-
-def test_atomic_write_replaces_whole_files_and_cleans_up(tmp_path: Path) -> None:
-    target = tmp_path / "report.md"
-    target.write_text("old")
-    write_atomic(target, "new")
-    assert target.read_text() == "new"
-    assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
-    assert oct(target.stat().st_mode & 0o777) != oct(0o600)
-    with pytest.raises(OutputError, match="cannot write"):
-        write_atomic(tmp_path / "missing-dir" / "x.md", "text")
 
 
 def test_a_wide_histogram_is_merged_into_few_bars_keeping_every_request() -> None:

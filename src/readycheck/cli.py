@@ -1,8 +1,9 @@
 """The command line: parse, call, choose reporters, exit.
 
 Exit codes: 0 ready (or ready with waivers), 1 not ready, 2 usage or profile error
-(nothing was run), 130 interrupted. Only typer is imported at start-up; each command
-imports what it needs, so ``--version`` and ``--help`` stay fast.
+(nothing was run), 3 ready but no output asked for could be written, 130 interrupted.
+Only typer is imported at start-up; each command imports what it needs, so
+``--version`` and ``--help`` stay fast.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from readycheck.results import RunResult
 
 EXIT_USAGE = 2
+EXIT_OUTPUT_FAILED = 3
 EXIT_INTERRUPTED = 130
 
 app = typer.Typer(
@@ -71,20 +73,26 @@ VarOpt = Annotated[
 
 
 ReportOpt = Annotated[
-    Optional[Path],  # noqa: UP045
-    typer.Option("--report", help="Write the Markdown sign-off report to this file."),
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--report", metavar="FILE", help="Write the Markdown sign-off report here ('-': stdout)."
+    ),
 ]
 JsonOpt = Annotated[
     Optional[str],  # noqa: UP045
-    typer.Option("--json", help="Write the results as JSON to this file ('-': stdout)."),
+    typer.Option("--json", metavar="FILE", help="Write the results as JSON here ('-': stdout)."),
 ]
 JunitOpt = Annotated[
-    Optional[Path],  # noqa: UP045
-    typer.Option("--junit", help="Write JUnit XML to this file."),
+    Optional[str],  # noqa: UP045
+    typer.Option("--junit", metavar="FILE", help="Write JUnit XML here ('-': stdout)."),
 ]
 HtmlOpt = Annotated[
-    Optional[Path],  # noqa: UP045
-    typer.Option("--html", help="Write the report as one self-contained HTML file."),
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--html",
+        metavar="FILE",
+        help="Write the report as one self-contained HTML file here ('-': stdout).",
+    ),
 ]
 TemplateOpt = Annotated[
     Optional[Path],  # noqa: UP045
@@ -138,8 +146,8 @@ def run(
     no_ci_annotations: NoAnnotationsOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Run the profile's checks and exit 0 (ready), 1 (not ready), 2 (profile error) or
-    130 (interrupted)."""
+    """Run the profile's checks and exit 0 (ready), 1 (not ready), 2 (profile error),
+    3 (ready, but no output could be written) or 130 (interrupted)."""
     with _errors_reported(debug) as redactor:
         from readycheck.engine import RunOptions
         from readycheck.errors import UsageError
@@ -147,9 +155,12 @@ def run(
         from readycheck.units import Duration
 
         loaded = _load(profile, variables, redactor)
-        _setup_logging(debug, log_file, redactor)
         targets = Targets(report=report, json=json_out, junit=junit, html=html, template=template)
-        targets.check()
+        inputs = list(loaded.inputs())
+        if baseline is not None:
+            inputs.append(("the --baseline file", baseline))
+        targets.check(inputs, log=log_file)
+        _setup_logging(debug, log_file, redactor)
         previous = _load_baseline(baseline)
         try:
             limit = Duration.parse(deadline) if deadline else None
@@ -163,7 +174,7 @@ def run(
             strict=strict,
             debug=debug,
         )
-        stream = sys.stderr if json_out == "-" else sys.stdout
+        stream = _console_stream(targets)
         result, reporter, abandoned = _execute(loaded, options, redactor, stream, quiet=quiet)
         from readycheck.gitinfo import current_commit
 
@@ -190,7 +201,7 @@ def report_command(
     debug: DebugOpt = False,
 ) -> None:
     """Render the outputs again from a saved results file, running nothing. Exits 0 when
-    every output was written (whatever the saved verdict), 2 otherwise."""
+    every output was written (whatever the saved verdict), 3 when one could not be."""
     with _errors_reported(debug) as redactor:
         from readycheck.baseline import load_results
         from readycheck.report import console as console_report
@@ -198,14 +209,20 @@ def report_command(
 
         saved = load_results(results, "results")
         targets = Targets(report=report, json=json_out, junit=junit, html=html, template=template)
-        targets.check()
+        inputs = [("the results file being read", results)]
+        if baseline is not None:
+            inputs.append(("the --baseline file", baseline))
+        targets.check(inputs)
         saved = _compared(saved, _load_baseline(baseline), baseline)
-        stream = sys.stderr if json_out == "-" else sys.stdout
+        stream = _console_stream(targets)
         reporter = console_report.ConsoleReporter(
             stream, total=len(saved.checks), quiet=quiet, redactor=redactor
         )
-        code = _publish(saved, targets, reporter, redactor, annotate=not no_ci_annotations)
-        _exit(EXIT_USAGE if code == EXIT_USAGE else 0)
+        _exit(
+            _publish(
+                saved, targets, reporter, redactor, annotate=not no_ci_annotations, rerender=True
+            )
+        )
 
 
 @app.command()
@@ -279,7 +296,7 @@ def init(
         if not path.parent.is_dir():
             raise UsageError(f"directory {path.parent} does not exist")
         text = (resources.files("readycheck") / "starters" / f"{stack}.yaml").read_text()
-        write_atomic(path, text)
+        write_atomic(path, text, option="init")
         typer.echo(f"wrote {path} ({stack}). Next:")
         typer.echo(f"  readycheck schema > {path.parent / 'readycheck.schema.json'}")
         typer.echo(f"  readycheck validate {path}")
@@ -392,16 +409,16 @@ def demo(
         from readycheck.engine import RunOptions
         from readycheck.report.publish import Targets
 
-        targets = Targets(
-            report=Path(showcase.REPORT), json=showcase.RESULTS, junit=Path(showcase.JUNIT)
-        )
+        targets = Targets(report=showcase.REPORT, json=showcase.RESULTS, junit=showcase.JUNIT)
         targets.check()
         typer.echo(showcase.announcement(fix))
         with showcase.running(fix=fix) as session:
             loaded = _load(session.profile, None, redactor)
             _setup_logging(debug, None, redactor)
             options = RunOptions(debug=debug)
-            result, reporter, abandoned = _execute(loaded, options, redactor, sys.stdout)
+            result, reporter, abandoned = _execute(
+                loaded, options, redactor, _console_stream(targets)
+            )
             session.shield()
             code = _publish(result, targets, reporter, redactor, annotate=False)
         advice = showcase.next_step(fix, code)
@@ -454,8 +471,11 @@ class _errors_reported:
 
 
 def _print_error(message: str, redactor: Redactor) -> None:
-    sys.stderr.write(f"error: {redactor.redact(message)}\n")
-    sys.stderr.flush()
+    try:
+        sys.stderr.write(f"error: {redactor.redact(message)}\n")
+        sys.stderr.flush()
+    except OSError:  # standard error itself is gone: the exit code still tells
+        pass
 
 
 def _load(profile: Path, variables: list[str] | None, redactor: Redactor) -> Profile:
@@ -491,12 +511,9 @@ def _setup_logging(debug: bool, log_file: Path | None, redactor: Redactor) -> No
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     handlers[0].setLevel(logging.DEBUG if debug else logging.WARNING)
     if log_file is not None:
-        try:
-            handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
-        except OSError as exc:
-            from readycheck.errors import UsageError
+        from readycheck.report.files import open_log
 
-            raise UsageError(f"--log {log_file}: {exc.strerror or exc}") from None
+        handlers.append(logging.StreamHandler(open_log("--log", str(log_file))))
     for handler in handlers:
         handler.setFormatter(formatter)
         handler.addFilter(RedactingFilter(redactor))
@@ -589,6 +606,18 @@ def _compared(result: RunResult, previous: RunResult | None, path: Path | None) 
     return baseline.apply(result, comparison)
 
 
+def _console_stream(targets: Targets) -> TextIO:
+    """Standard output, or standard error when an output takes standard output; guarded,
+    so that a stream that fails (full disk, closed pipe) ends the console, not the run."""
+    from typing import cast
+
+    from readycheck.report.files import GuardedStream
+
+    if targets.to_stdout():
+        return cast("TextIO", GuardedStream(sys.stderr, "standard error"))
+    return cast("TextIO", GuardedStream(sys.stdout, "standard output"))
+
+
 def _publish(
     result: RunResult,
     targets: Targets,
@@ -596,13 +625,21 @@ def _publish(
     redactor: Redactor,
     *,
     annotate: bool,
+    rerender: bool = False,
 ) -> int:
-    """Write the outputs, show the summary, feed the CI; the exit code to end with."""
+    """Write the outputs, show the summary, feed the CI; the exit code to end with.
+
+    A failed output is named with the system's reason and the others are still written.
+    The verdict's exit code stands, except that a READY run which could not write a
+    single one of the outputs asked for exits 3: it left no record to sign or to read.
+    Re-rendering (``rerender``) has no verdict of its own: 3 when any output failed.
+    """
     from readycheck.errors import OutputError
     from readycheck.report import github
 
-    written, failed = targets.write(result, redactor)
+    published = targets.write(result, redactor)
     reporter.summary(result)
+    problems = list(published.failed)
     if github.enabled(os.environ):
         from readycheck.report import markdown
 
@@ -616,13 +653,27 @@ def _publish(
                 write=lambda line: reporter.stream.write(line + "\n"),
             )
         except OutputError as exc:
-            failed.append(str(exc))
-    for message in failed:
-        _print_error(message, redactor)
+            problems.append(str(exc))
     if not reporter.quiet:
-        for path in written:
+        for path in published.files():
             reporter.console.print(f"wrote {path}", style="dim", highlight=False)
-    return EXIT_USAGE if failed else result.exit_code
+    console = getattr(reporter.stream, "failure", None)
+    if console:
+        problems.append(f"the console's {console}")
+    for message in problems:
+        _print_error(message, redactor)
+    if rerender:
+        return EXIT_OUTPUT_FAILED if published.failed else 0
+    # Without outputs asked for, the console is the record the run was asked to leave.
+    no_record = published.nothing_recorded or (not targets.asked and bool(console))
+    if no_record and result.exit_code == 0:
+        _print_error(
+            f"the run was {result.verdict.value}, but it left no record of it: "
+            f"exit {EXIT_OUTPUT_FAILED}",
+            redactor,
+        )
+        return EXIT_OUTPUT_FAILED
+    return result.exit_code
 
 
 def _exit(code: int, *, abandoned: bool = False) -> NoReturn:

@@ -9,7 +9,10 @@ codes::
     │                               .problems: one Problem per finding, each with its
     │                               Location (file:line:column) and the key at fault
     ├── UsageError                  a command-line argument is wrong; nothing was run (exit 2)
-    ├── OutputError                 an output file cannot be written (exit 2)
+    ├── OutputError                 an output cannot be written: before the run, a path
+    │                               refused (exit 2, nothing was run); after it, the output
+    │                               is named and the verdict's code stands (3 when the run
+    │                               left no record at all)
     └── demo.processes.ServerStartError
                                     `readycheck demo` could not start one of its servers;
                                     the message has the server's log tail (exit 2)
@@ -70,4 +73,4 @@ class UsageError(ReadycheckError):
 
 
 class OutputError(ReadycheckError):
-    """An output file cannot be written."""
+    """An output cannot be written (or, before the run, would damage what is there)."""

@@ -143,6 +143,17 @@ class SecretUrl(SecretDsn):
         return {"type": "string", "format": "password", "writeOnly": True}
 
 
+class _InputFile:
+    """Marks a parameter naming a file the check reads (``Annotated[str, INPUT_FILE]``):
+    no output of the run may be written over it."""
+
+    def __repr__(self) -> str:
+        return "INPUT_FILE"
+
+
+INPUT_FILE = _InputFile()
+
+
 def _positive(value: Duration) -> Duration:
     if value.seconds <= 0:
         raise ValueError("must be longer than 0s")
@@ -183,6 +194,18 @@ class CheckParams(BaseModel):
             for item in value if isinstance(value, list | tuple) else [value]:
                 if isinstance(item, CheckParams):
                     yield from item.runtime_secrets(base_dir)
+
+    def input_files(self, base_dir: Path) -> Iterator[Path]:
+        """The files these parameters name for reading (fields marked INPUT_FILE, nested
+        models included), resolved against the profile's directory."""
+        for name, info in type(self).model_fields.items():
+            value = getattr(self, name)
+            marked = INPUT_FILE in info.metadata
+            for item in value if isinstance(value, list | tuple) else [value]:
+                if isinstance(item, CheckParams):
+                    yield from item.input_files(base_dir)
+                elif marked and isinstance(item, str) and item:
+                    yield base_dir / Path(item).expanduser()
 
 
 def _walk_secrets(value: object) -> Iterator[str]:

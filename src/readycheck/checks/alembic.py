@@ -22,12 +22,13 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field, model_validator
 
 from readycheck.checks.postgres import PostgresParams
 from readycheck.checks.postgres.session import REPORT_MARGIN_SECONDS, with_session
+from readycheck.params import INPUT_FILE
 from readycheck.registry import check
 from readycheck.results import Outcome
 from readycheck.units import Duration, format_duration_ms
@@ -49,7 +50,7 @@ class HeadParams(PostgresParams):
         description="The Alembic scripts folder (the one holding versions/), relative to "
         "the profile's directory. Give this or `config`.",
     )
-    config: str | None = Field(
+    config: Annotated[str | None, INPUT_FILE] = Field(
         None,
         description="An alembic.ini to read script_location (and prepend_sys_path) from; "
         "relative paths in it are taken from its own folder.",

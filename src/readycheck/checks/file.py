@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from readycheck.checks.patterns import Regex, as_list, first_match_line
-from readycheck.params import CheckParams
+from readycheck.params import INPUT_FILE, CheckParams
 from readycheck.registry import check
 from readycheck.results import Outcome
 from readycheck.units import Size, format_bytes
@@ -22,7 +22,9 @@ _MAX_ENTRIES = 200_000
 
 
 class FileParams(CheckParams):
-    path: str = Field(description="The file or directory, relative to the profile's directory.")
+    path: Annotated[str, INPUT_FILE] = Field(
+        description="The file or directory, relative to the profile's directory."
+    )
     exists: bool = Field(True, description="Whether it must exist (false: must be absent).")
     kind: Literal["file", "directory", "any"] = Field(
         "any", description="What the path must be: file, directory or any."

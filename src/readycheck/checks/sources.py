@@ -26,11 +26,11 @@ import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from readycheck.params import CheckParams, Secret
+from readycheck.params import INPUT_FILE, CheckParams, Secret
 
 if TYPE_CHECKING:
     from readycheck.context import Context
@@ -54,13 +54,13 @@ class ValueSource(CheckParams):
     """One value: exactly one of `env`, `dotenv` (with `key`), `file` or `value`."""
 
     env: str | None = Field(None, description="Read the process environment variable NAME.")
-    dotenv: str | None = Field(
+    dotenv: Annotated[str | None, INPUT_FILE] = Field(
         None,
         description="Read `key` from this .env file (relative to the profile), parsed as "
         "python-dotenv parses it and never exported.",
     )
     key: str | None = Field(None, description="The variable to read from the `dotenv` file.")
-    file: str | None = Field(
+    file: Annotated[str | None, INPUT_FILE] = Field(
         None,
         description="Read a mounted secret file (e.g. /run/secrets/jwt_key); a trailing "
         "newline is stripped.",
@@ -148,7 +148,7 @@ class ValueSource(CheckParams):
 class VariablesSource(CheckParams):
     """A set of variables: a .env file instead of the process environment."""
 
-    dotenv: str = Field(
+    dotenv: Annotated[str, INPUT_FILE] = Field(
         description="A .env file (relative to the profile), parsed as python-dotenv parses "
         "it and never exported."
     )

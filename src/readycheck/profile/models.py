@@ -6,6 +6,7 @@ are what the engine runs: types resolved, parameters validated, defaults applied
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -188,6 +189,15 @@ class Profile:
 
     def redactor(self) -> Redactor:
         return Redactor(self.secrets)
+
+    def inputs(self) -> Iterator[tuple[str, Path]]:
+        """The files a run of this profile reads, each named as a message would: the
+        profile, the files it extends, and the files its checks read."""
+        for index, path in enumerate(self.files):
+            yield ("the profile" if index == 0 else "a file the profile extends"), path
+        for check in self.checks:
+            for path in check.params.input_files(self.base_dir):
+                yield f"a file check {check.id!r} reads", path
 
     def check(self, check_id: str) -> PlannedCheck:
         for planned in self.checks:

@@ -1,47 +1,78 @@
-"""Where a run's results go: the files asked for, checked before anything runs, and
-written (each atomically) whatever the verdict; one failing output does not stop the
-others."""
+"""Where a run's results go: the outputs asked for, checked before anything runs, and
+written (each by the rule for what is at its path) whatever the verdict; one failing
+output does not stop the others."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from readycheck.errors import OutputError
 from readycheck.redact import Redactor
-from readycheck.report.files import check_writable, write_atomic
+from readycheck.report.files import STDOUT, Destination, check_outputs, write_output
 from readycheck.results import RunResult
 
 
 @dataclass(frozen=True)
 class Targets:
-    report: Path | None = None
+    """The outputs of one run, by option; each a path or "-" (standard output)."""
+
+    report: str | None = None
     json: str | None = None
-    """A path, or "-" for standard output."""
-    junit: Path | None = None
-    html: Path | None = None
+    junit: str | None = None
+    html: str | None = None
     template: Path | None = None
 
-    def files(self) -> dict[str, Path]:
-        """The files to write, by the option that asked for them."""
-        found = {"--report": self.report, "--junit": self.junit, "--html": self.html}
-        if self.json not in (None, "-"):
-            found["--json"] = Path(self.json)
-        return {option: path for option, path in found.items() if path is not None}
+    def outputs(self) -> dict[str, str | None]:
+        return {
+            "--json": self.json,
+            "--junit": self.junit,
+            "--report": self.report,
+            "--html": self.html,
+        }
 
-    def check(self) -> None:
-        """Refuse, before anything runs, outputs that could not be written."""
-        for option, path in self.files().items():
-            check_writable(path, option)
+    @property
+    def asked(self) -> bool:
+        return any(self.outputs().values())
+
+    def check(
+        self, inputs: Iterable[tuple[str, Path]] = (), *, log: Path | None = None
+    ) -> list[Destination]:
+        """Refuse, before anything runs, outputs that could not be written or would
+        overwrite something the run reads (``inputs``, the template included). The
+        ``--log`` file is held to the same rules."""
+        read = list(inputs)
         if self.template is not None:
             from readycheck.report.markdown import check_template
 
             check_template(self.template)
+            read.append(("the --template file", self.template))
+        extra = {"--log": str(log)} if log is not None else {}
+        return check_outputs({**self.outputs(), **extra}, read)
 
-    def write(self, result: RunResult, redactor: Redactor) -> tuple[list[str], list[str]]:
-        """Write every output; the ones written and the ones that failed (with why)."""
+    def to_stdout(self) -> bool:
+        """Whether an output goes to standard output (the console then uses stderr)."""
+        if STDOUT in self.outputs().values():
+            return True
+        try:
+            ours = os.fstat(1)
+        except OSError:
+            return False
+        for given in self.outputs().values():
+            if not given:
+                continue
+            try:
+                info = os.stat(given)
+            except OSError:
+                continue
+            if (info.st_dev, info.st_ino) == (ours.st_dev, ours.st_ino):
+                return True
+        return False
+
+    def write(self, result: RunResult, redactor: Redactor) -> Published:
+        """Write every output asked for; what was written and what failed (with why)."""
 
         def as_json() -> str:
             from readycheck.report import json as json_report
@@ -63,24 +94,40 @@ class Targets:
 
             return html.render(result, redactor=redactor)
 
-        jobs: list[tuple[str | Path | None, Callable[[], str]]] = [
-            (self.json, as_json),
-            (self.junit, as_junit),
-            (self.report, as_markdown),
-            (self.html, as_html),
-        ]
-        written, failed = [], []
-        for target, render in jobs:
-            if target is None:
+        renderers: dict[str, Callable[[], str]] = {
+            "--json": as_json,
+            "--junit": as_junit,
+            "--report": as_markdown,
+            "--html": as_html,
+        }
+        published = Published()
+        for option, given in self.outputs().items():
+            if not given:
                 continue
             try:
-                text = render()
-                if target == "-":
-                    sys.stdout.write(text)
-                    sys.stdout.flush()
-                else:
-                    write_atomic(Path(target), text)
-                    written.append(str(target))
+                text = renderers[option]()
             except OutputError as exc:
-                failed.append(redactor.redact(str(exc)))
-        return written, failed
+                published.failed.append(redactor.redact(f"{option} {given}: not written: {exc}"))
+                continue
+            try:
+                published.written.append(write_output(option, given, text))
+            except OutputError as exc:
+                published.failed.append(redactor.redact(str(exc)))
+        return published
+
+
+@dataclass
+class Published:
+    """The outputs a run wrote, and the messages of those it could not."""
+
+    written: list[Destination] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def nothing_recorded(self) -> bool:
+        """Outputs were asked for and not one was written: the run left no record."""
+        return bool(self.failed) and not self.written
+
+    def files(self) -> list[str]:
+        """The files written, as the user named them (not standard output)."""
+        return [dest.given for dest in self.written if dest.kind != "stdout"]

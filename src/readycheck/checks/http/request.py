@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from readycheck.checks.patterns import Argument
-from readycheck.params import CheckParams
+from readycheck.params import INPUT_FILE, CheckParams
 from readycheck.redact import looks_secret
 from readycheck.units import Duration, Size
 
@@ -44,6 +44,7 @@ CaFile = Annotated[
     str | None,
     # Empty means none, so that a profile can write `ca_file: ${env:CA_FILE:-}`.
     BeforeValidator(lambda value: None if isinstance(value, str) and not value.strip() else value),
+    INPUT_FILE,
     Field(
         description="PEM bundle to trust instead of the system's (a private CA, or a "
         "self-signed certificate to pin); relative to the profile's directory."
