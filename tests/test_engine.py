@@ -305,13 +305,15 @@ def test_skipping_a_need_skips_dependents_without_blocking(run: Run) -> None:
         checks:
           - {id: db, type: test.sleep}
           - {id: migrations, type: test.sleep, needs: [db]}
+          - {id: api, type: test.sleep}
         """,
         skip=("db",),
     )
-    db, migrations = result.checks
+    db, migrations, _ = result.checks
     assert db.status is Status.SKIP and db.summary == "skipped (--skip)"
     assert migrations.status is Status.SKIP and not migrations.blocking
     assert result.verdict is Verdict.READY
+    assert result.not_run == ["db", "migrations"]  # named beside the verdict
 
 
 def test_non_finite_metrics_are_dropped_and_data_is_json(run: Run) -> None:

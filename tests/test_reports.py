@@ -259,6 +259,8 @@ def test_json_has_the_documented_shape(mixed_result: RunResult) -> None:
         "tags",
         "status",
         "blocking",
+        "not_run",
+        "gate_rule",
         "summary",
         "evidence",
         "metrics",

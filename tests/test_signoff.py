@@ -17,6 +17,7 @@ import pytest
 
 from readycheck.baseline import compare, describe_metric_change, load_results
 from readycheck.errors import UsageError
+from readycheck.gate import Tolerances
 from readycheck.results import RunResult, Status
 from tests.conftest import CliResult
 
@@ -87,9 +88,7 @@ def test_baseline_shows_regressed_recovered_new_gone_and_moved_metrics(
     text = report.read_text()
     assert "## Since the baseline" in text
     assert "- Regressed: `db` PASS → FAIL" in text
-    assert "| `p95` | p95\\_ms 120 ms to 210 ms, +75% | worse |" in text or (
-        "| `p95` | p95_ms 120 ms to 210 ms, +75% | worse |" in text
-    )
+    assert "| `p95` | `p95_ms` | 120 ms | 210 ms | +75% | 20% and 5.0 ms | regressed |" in text
 
 
 def test_a_regression_blocks_only_when_the_gate_says_so(
@@ -102,7 +101,10 @@ def test_a_regression_blocks_only_when_the_gate_says_so(
         cli, write_profile(slower, "b.yaml"), tmp_path / "b.json", "--baseline", before
     )
     assert advisory.exit_code == 0
-    assert document["checks"][1]["regression"] == "regressed: p95_ms 120 ms to 400 ms, +233%"
+    assert (
+        document["checks"][1]["regression"]
+        == "regressed: p95_ms 120 ms to 400 ms, +233% (past 20% and 5 ms)"
+    )
     blocking, document = run_json(
         cli,
         write_profile(profile_text(p95=400.0, fail_on_regression="true"), "c.yaml"),
@@ -118,12 +120,69 @@ def test_a_regression_blocks_only_when_the_gate_says_so(
 def test_metric_changes_within_tolerance_or_of_unknown_direction() -> None:
     base = _result({"p95_ms": 100.0, "widgets": 10.0, "headroom": 50.0})
     now = _result({"p95_ms": 119.0, "widgets": 30.0, "headroom": 20.0})
-    changes = compare(now, base, path="b.json", tolerance=0.2).metrics
+    changes = compare(now, base, path="b.json", tolerances=Tolerances(relative=0.2)).metrics
     described = {(c.metric, c.worse): describe_metric_change(c) for c in changes}
     assert described == {
-        ("widgets", None): "widgets 10 to 30, +200%",
-        ("headroom", True): "headroom 50 to 20, -60%",
+        ("widgets", None): "widgets 10 to 30, +200% (past 20% and 1)",
+        ("headroom", True): "headroom 50 to 20, -60% (past 20% and 1)",
     }
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "regressed"),
+    [
+        (3.0, 4.0, False),  # +33%, but 1 ms: the noise of a busy machine
+        (3.0, 8.0, False),  # +167%, but 5 ms: not past the absolute tolerance
+        (3.0, 8.5, True),  # +183% and 5.5 ms: past both
+        (100.0, 119.0, False),  # 19 ms, but +19%: within the relative tolerance
+        (100.0, 121.0, True),  # +21% and 21 ms: past both
+        (100.0, 60.0, False),  # faster is never a regression
+    ],
+)
+def test_a_metric_regresses_only_past_both_tolerances(
+    before: float, after: float, regressed: bool
+) -> None:
+    changes = compare(
+        _result({"connect_ms": after}), _result({"connect_ms": before}), path="b.json"
+    ).metrics
+    assert any(change.regressed for change in changes) is regressed
+
+
+def test_tolerances_by_unit_and_by_metric_come_from_the_profile(
+    cli: Cli, write_profile: Callable[..., Path], tmp_path: Path
+) -> None:
+    before = tmp_path / "before.json"
+    run_json(cli, write_profile(profile_text(), "a.yaml"), before)
+    # p95 120 ms -> 140 ms: +17%, 20 ms. Within the default 20%; past a 10%/15ms override.
+    gate = (
+        "gate:\n  regression:\n    relative: 20%\n    absolute: {ms: 2ms}\n"
+        "    metrics: {'p95:p95_ms': {relative: 10%, absolute: 15ms}}\n"
+    )
+    text = "\n".join(
+        gate if line.startswith("gate:") else line for line in profile_text(p95=140.0).splitlines()
+    )
+    _, document = run_json(
+        cli,
+        write_profile(text, "b.yaml"),
+        tmp_path / "b.json",
+        "--baseline",
+        before,
+    )
+    [moved] = [m for m in document["comparison"]["metrics"] if m["metric"] == "p95_ms"]
+    assert moved["regressed"] is True
+    assert (moved["relative_tolerance"], moved["absolute_tolerance"]) == (0.1, 15.0)
+    assert document["gate"]["regression_metrics"] == {
+        "p95:p95_ms": {"relative": 0.1, "absolute": 15.0}
+    }
+    default, document = run_json(
+        cli,
+        write_profile(profile_text(p95=140.0), "c.yaml"),
+        tmp_path / "c.json",
+        "--baseline",
+        before,
+    )
+    assert not [m for m in document["comparison"]["metrics"] if m["regressed"]]
+    assert default.exit_code == 0
 
 
 def _result(metrics: dict[str, float]) -> RunResult:

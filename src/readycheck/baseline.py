@@ -2,9 +2,10 @@
 
 A check *regressed* when it passed before and now warns, fails, errors or is waived; it
 *recovered* when it did not pass before and passes now. A metric *moved* when it changed
-by more than the gate's ``regression`` tolerance; the move is for the worse when the
-metric's direction is known (latencies and error counts should fall, headroom should
-rise). With ``gate: {fail_on_regression: true}`` every regression blocks.
+past both its relative and its absolute tolerance (:class:`readycheck.gate.Tolerances`);
+the move is for the worse when the metric's direction is known (latencies and error
+counts should fall, headroom should rise), and a move for the worse is a regression.
+With ``gate: {fail_on_regression: true}`` every regression blocks.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from readycheck.errors import UsageError
+from readycheck.gate import Tolerances, verdict_of
 from readycheck.results import (
     SCHEMA_VERSION,
     CheckResult,
@@ -25,7 +27,6 @@ from readycheck.results import (
     Status,
     StatusChange,
     Verdict,
-    verdict_of,
 )
 
 _WORSE = {Status.WARN, Status.FAIL, Status.ERROR, Status.WAIVED}
@@ -94,7 +95,12 @@ def metric_direction(name: str) -> bool | None:
     return None
 
 
-def compare(current: RunResult, baseline: RunResult, *, path: str, tolerance: float) -> Comparison:
+def compare(
+    current: RunResult, baseline: RunResult, *, path: str, tolerances: Tolerances | None = None
+) -> Comparison:
+    """What changed since ``baseline``, judged by ``tolerances`` (default: the ones the
+    current run's gate recorded)."""
+    tolerances = tolerances if tolerances is not None else Tolerances.of(current.gate)
     before = {check.id: check for check in baseline.checks}
     after = {check.id: check for check in current.checks}
     regressed, recovered, metrics = [], [], []
@@ -106,12 +112,12 @@ def compare(current: RunResult, baseline: RunResult, *, path: str, tolerance: fl
             regressed.append(StatusChange(check=check_id, before=then.status, after=now.status))
         elif then.status in _WORSE and now.status is Status.PASS:
             recovered.append(StatusChange(check=check_id, before=then.status, after=now.status))
-        metrics.extend(_moved_metrics(then, now, tolerance))
+        metrics.extend(_moved_metrics(then, now, tolerances))
     return Comparison(
         baseline_path=path,
         baseline_started_at=baseline.started_at,
         baseline_verdict=baseline.verdict,
-        tolerance=tolerance,
+        tolerance=tolerances.relative,
         regressed=regressed,
         recovered=recovered,
         new=[check_id for check_id in after if check_id not in before],
@@ -120,22 +126,30 @@ def compare(current: RunResult, baseline: RunResult, *, path: str, tolerance: fl
     )
 
 
-def _moved_metrics(then: CheckResult, now: CheckResult, tolerance: float) -> list[MetricChange]:
+def _moved_metrics(
+    then: CheckResult, now: CheckResult, tolerances: Tolerances
+) -> list[MetricChange]:
     moved = []
     for name, value in now.metrics.items():
         if name not in then.metrics:
             continue
         old = then.metrics[name]
-        if old == value:
-            continue
-        change = (value - old) / abs(old) if old else None
-        if change is not None and abs(change) <= tolerance:
+        tolerance = tolerances.for_metric(now.id, name)
+        if not tolerance.exceeded(old, value):
             continue
         lower_is_better = metric_direction(name)
         worse = None if lower_is_better is None else (value > old) == lower_is_better
         moved.append(
             MetricChange(
-                check=now.id, metric=name, before=old, after=value, change=change, worse=worse
+                check=now.id,
+                metric=name,
+                before=old,
+                after=value,
+                change=(value - old) / abs(old) if old else None,
+                worse=worse,
+                relative_tolerance=tolerance.relative,
+                absolute_tolerance=tolerance.absolute,
+                regressed=bool(worse),
             )
         )
     return moved
@@ -149,7 +163,7 @@ def apply(result: RunResult, comparison: Comparison) -> RunResult:
             f"regressed: {status_change.before.value} before, {status_change.after.value} now"
         )
     for metric in comparison.metrics:
-        if metric.worse:
+        if metric.regressed:
             reasons.setdefault(metric.check, f"regressed: {describe_metric_change(metric)}")
     checks = [
         check.model_copy(
@@ -173,12 +187,18 @@ def apply(result: RunResult, comparison: Comparison) -> RunResult:
 
 
 def describe_metric_change(change: MetricChange) -> str:
-    """``p95_ms 120 ms to 210 ms, +75%``."""
+    """``p95_ms 120 ms to 210 ms, +75% (past 20% and 5 ms)``."""
     unit = " ms" if change.metric.endswith("_ms") else ""
     moved = "new from 0" if change.change is None else f"{change.change * 100:+.0f}%"
-    return (
+    text = (
         f"{change.metric} {_number(change.before)}{unit} to {_number(change.after)}{unit}, {moved}"
     )
+    if change.relative_tolerance is not None and change.absolute_tolerance is not None:
+        text += (
+            f" (past {change.relative_tolerance * 100:g}% and "
+            f"{_number(change.absolute_tolerance)}{unit})"
+        )
+    return text
 
 
 def _number(value: float) -> str:

@@ -137,6 +137,13 @@ def run(
         typer.Option("--deadline", help="Time limit for the whole run, e.g. 5m."),
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="WARN blocks too.")] = False,
+    require_all: Annotated[
+        bool,
+        typer.Option(
+            "--require-all",
+            help="A check that could block and did not run (--skip, --only) blocks too.",
+        ),
+    ] = False,
     quiet: QuietOpt = False,
     variables: VarOpt = None,
     log_file: Annotated[
@@ -172,13 +179,12 @@ def run(
             only=tuple(only or ()),
             skip=tuple(skip or ()),
             strict=strict,
+            require_all=require_all,
             debug=debug,
         )
         stream = _console_stream(targets)
         result, reporter, abandoned = _execute(loaded, options, redactor, stream, quiet=quiet)
-        from readycheck.gitinfo import current_commit
-
-        result = result.model_copy(update={"git": current_commit()})
+        result = _recorded(result, redactor)
         result = _compared(result, previous, baseline)
         code = _publish(result, targets, reporter, redactor, annotate=not no_ci_annotations)
         _exit(code, abandoned=abandoned)
@@ -233,7 +239,7 @@ def validate(
 ) -> None:
     """Load the profile and check every parameter; run nothing."""
     with _errors_reported(debug) as redactor:
-        loaded = _load(profile, variables, redactor)
+        loaded = _load(profile, variables, redactor, validating=True)
         # Plain text, not Rich: validate runs in editors and pre-commit hooks, and the
         # console library alone would cost a third of its start-up.
         rows = [("id", "type", "severity", "timeout", "needs")]
@@ -419,6 +425,7 @@ def demo(
             result, reporter, abandoned = _execute(
                 loaded, options, redactor, _console_stream(targets)
             )
+            result = _recorded(result, redactor)
             session.shield()
             code = _publish(result, targets, reporter, redactor, annotate=False)
         advice = showcase.next_step(fix, code)
@@ -478,7 +485,16 @@ def _print_error(message: str, redactor: Redactor) -> None:
         pass
 
 
-def _load(profile: Path, variables: list[str] | None, redactor: Redactor) -> Profile:
+def _load(
+    profile: Path,
+    variables: list[str] | None,
+    redactor: Redactor,
+    *,
+    validating: bool = False,
+) -> Profile:
+    """Load the profile (``validating``: an expired waiver is a problem too)."""
+    from datetime import UTC, datetime
+
     from readycheck.errors import UsageError
     from readycheck.profile import load_profile
 
@@ -488,7 +504,8 @@ def _load(profile: Path, variables: list[str] | None, redactor: Redactor) -> Pro
         if not sep or not name.strip():
             raise UsageError(f"--var {item!r}: write NAME=VALUE")
         overrides[name.strip()] = value
-    loaded = load_profile(profile, variables=overrides)
+    today = datetime.now(UTC).date() if validating else None
+    loaded = load_profile(profile, variables=overrides, expired_waivers_on=today)
     redactor.add(*loaded.secrets)
     return loaded
 
@@ -587,6 +604,19 @@ def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
     loop.close()
 
 
+def _recorded(result: RunResult, redactor: Redactor) -> RunResult:
+    """The result with where and how it was made: the git commit, the command line."""
+    from readycheck.gitinfo import current_commit
+    from readycheck.invocation import invocation
+
+    return result.model_copy(
+        update={
+            "git": current_commit(),
+            "invocation": invocation(sys.argv[1:], os.environ, redactor),
+        }
+    )
+
+
 def _load_baseline(path: Path | None) -> RunResult | None:
     if path is None:
         return None
@@ -600,9 +630,7 @@ def _compared(result: RunResult, previous: RunResult | None, path: Path | None) 
         return result
     from readycheck import baseline
 
-    comparison = baseline.compare(
-        result, previous, path=str(path), tolerance=result.gate.regression
-    )
+    comparison = baseline.compare(result, previous, path=str(path))
     return baseline.apply(result, comparison)
 
 

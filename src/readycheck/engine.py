@@ -26,6 +26,7 @@ from typing import Any, Literal, Protocol
 from readycheck import __version__
 from readycheck.context import Context, SharedResources
 from readycheck.errors import UsageError
+from readycheck.gate import verdict_of
 from readycheck.profile import PlannedCheck, Profile, Waiver
 from readycheck.redact import Redactor
 from readycheck.results import (
@@ -38,7 +39,6 @@ from readycheck.results import (
     ToolInfo,
     WaiverRecord,
     summarize,
-    verdict_of,
 )
 from readycheck.units import Duration
 
@@ -56,6 +56,7 @@ class RunOptions:
     only: tuple[str, ...] = ()
     skip: tuple[str, ...] = ()
     strict: bool = False
+    require_all: bool = False
     debug: bool = False
 
 
@@ -148,7 +149,9 @@ class Engine:
         self.clock = clock
         self.timer = timer
         self.gate = dataclasses.replace(
-            profile.gate, strict=profile.gate.strict or self.options.strict
+            profile.gate,
+            strict=profile.gate.strict or self.options.strict,
+            require_all=profile.gate.require_all or self.options.require_all,
         )
         self.left_out = select(profile, self.options.only, self.options.skip)
         self.abandoned: list[asyncio.Task[Any]] = []
@@ -313,19 +316,32 @@ class Engine:
             outcome, trace = await self._attempt(check, attempt, resources)
             if outcome.status in (Status.PASS, Status.WARN, Status.SKIP) or self.stopping:
                 break
+            retrying = attempt <= check.retries or window_end is not None
+            if outcome.final is not None:
+                # Waiting cannot change it (an HTTP 404): say so rather than wait.
+                if retrying:
+                    outcome = _noted(outcome, f"not retried: {outcome.final}")
+                break
+            pause = max(interval, outcome.retry_after or 0.0)
             now = self.timer()
             more_by_count = attempt <= check.retries
-            more_by_window = window_end is not None and now + interval < window_end
+            more_by_window = window_end is not None and now + pause < window_end
             if not (more_by_count or more_by_window):
+                if outcome.retry_after is not None and retrying and window_end is not None:
+                    outcome = _noted(
+                        outcome,
+                        f"not retried: the service asked to wait {Duration(pause)} "
+                        "(Retry-After), past the end of retry_for",
+                    )
                 break
             log.debug(
                 "%s: attempt %d was %s; retrying in %.1fs",
                 check.id,
                 attempt,
                 outcome.status,
-                interval,
+                pause,
             )
-            if await self._pause(interval):
+            if await self._pause(pause):
                 break
             interval = min(interval * 2, MAX_RETRY_INTERVAL_SECONDS)
         return _Finished(outcome, attempt, (self.timer() - start) * 1000.0, trace)
@@ -437,10 +453,11 @@ class Engine:
             status = Status.WAIVED
         failing = status in (Status.FAIL, Status.ERROR, Status.WARN)
         remediation = (check.remediation or outcome.remediation) if failing else None
-        blocking = self.gate.blocks(status, check.severity) or (
-            status is Status.SKIP
-            and finished.skip_cause == "needs"
-            and self.gate.blocks(Status.FAIL, check.severity)
+        judged = self.gate.judge(
+            status,
+            check.severity,
+            check.rule,
+            skipped_for_needs=status is Status.SKIP and finished.skip_cause == "needs",
         )
         return CheckResult(
             id=check.id,
@@ -450,7 +467,9 @@ class Engine:
             severity=check.severity,
             tags=list(check.tags),
             status=status,
-            blocking=blocking,
+            blocking=judged.blocking,
+            not_run=judged.not_run,
+            gate_rule=check.rule.describe(),
             summary=redact(outcome.summary),
             evidence=[redact(line) for line in outcome.evidence],
             metrics=_finite(outcome.metrics),
@@ -504,18 +523,26 @@ class Engine:
             verdict=verdict,
             exit_code=verdict.exit_code,
             summary=summarize(check.status for check in checks),
-            gate=GateInfo(
-                fail_on=self.gate.fail_on,
-                strict=self.gate.strict,
-                fail_on_regression=self.gate.fail_on_regression,
-                regression=self.gate.regression,
+            gate=GateInfo.model_validate(
+                {
+                    "fail_on": self.gate.fail_on,
+                    "strict": self.gate.strict,
+                    "require_all": self.gate.require_all,
+                    "fail_on_regression": self.gate.fail_on_regression,
+                    **self.gate.regression.info(),
+                }
             ),
             checks=checks,
+            not_run=[check.id for check in checks if check.not_run],
             waivers=records,
             signoff=_json_safe(self.profile.signoff.model_dump(exclude_none=True), self.redactor)
             if self.profile.signoff
             else None,
         )
+
+
+def _noted(outcome: Outcome, line: str) -> Outcome:
+    return dataclasses.replace(outcome, evidence=(*outcome.evidence, line))
 
 
 async def _call(check: PlannedCheck, ctx: Context) -> Any:

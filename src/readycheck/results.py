@@ -1,8 +1,9 @@
-"""Statuses, outcomes, results, the gate and the verdict.
+"""Statuses, outcomes, results and verdicts: the vocabulary of a run.
 
 A check returns an :class:`Outcome`; the engine wraps it into a :class:`CheckResult`
 (identity, timing, attempts, waiver, whether it blocks); a run is a :class:`RunResult`,
-the one thing every reporter reads and the document ``--json`` writes.
+the one thing every reporter reads and the document ``--json`` writes. What blocks and
+which verdict a run gets are decided in :mod:`readycheck.gate`.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ class Verdict(enum.StrEnum):
     READY = "READY"
     READY_WITH_WAIVERS = "READY_WITH_WAIVERS"
     NOT_READY = "NOT_READY"
+    NO_CHECKS_RUN = "NO_CHECKS_RUN"
+    """Not one check was evaluated (an empty profile, every check skipped)."""
     INTERRUPTED = "INTERRUPTED"
 
     @property
@@ -77,12 +80,16 @@ class Verdict(enum.StrEnum):
 EXIT_READY = 0
 EXIT_NOT_READY = 1
 EXIT_USAGE = 2
+EXIT_OUTPUT_FAILED = 3
+"""READY, but not one of the outputs asked for could be written: no record to sign."""
+EXIT_NO_CHECKS_RUN = 4
 EXIT_INTERRUPTED = 130
 
 _EXIT_CODES = {
     Verdict.READY: EXIT_READY,
     Verdict.READY_WITH_WAIVERS: EXIT_READY,
     Verdict.NOT_READY: EXIT_NOT_READY,
+    Verdict.NO_CHECKS_RUN: EXIT_NO_CHECKS_RUN,
     Verdict.INTERRUPTED: EXIT_INTERRUPTED,
 }
 
@@ -93,7 +100,8 @@ class Outcome:
 
     ``evidence`` lines are short facts a release manager can read; ``metrics`` are
     numbers for JSON and baselines; ``data`` is structured extra for reporters (a latency
-    histogram), JSON-serialisable.
+    histogram), JSON-serialisable. ``final`` and ``retry_after`` tell the engine's
+    retries (``retries``, ``retry_for``) what waiting can change.
     """
 
     status: Status
@@ -102,6 +110,10 @@ class Outcome:
     metrics: Mapping[str, float] = field(default_factory=dict)
     remediation: str | None = None
     data: Mapping[str, Any] = field(default_factory=dict)
+    final: str | None = None
+    """Why no retry can change this result (an HTTP 404): the engine does not retry."""
+    retry_after: float | None = None
+    """Seconds the system asked to wait before asking again (Retry-After)."""
 
     @classmethod
     def passed(cls, summary: str, **details: Unpack[Details]) -> Outcome:
@@ -132,6 +144,8 @@ class Outcome:
             dict(details.get("metrics") or {}),
             details.get("remediation"),
             dict(details.get("data") or {}),
+            details.get("final"),
+            details.get("retry_after"),
         )
 
 
@@ -142,22 +156,8 @@ class Details(TypedDict, total=False):
     metrics: Mapping[str, float] | None
     remediation: str | None
     data: Mapping[str, Any] | None
-
-
-@dataclass(frozen=True)
-class Gate:
-    """Which results block the deploy: FAIL or ERROR at ``fail_on`` or above (and WARN
-    too when ``strict``)."""
-
-    fail_on: Severity = Severity.HIGH
-    strict: bool = False
-    fail_on_regression: bool = False
-    regression: float = 0.2
-    """How far (a fraction) a metric may move from the baseline before it is reported."""
-
-    def blocks(self, status: Status, severity: Severity) -> bool:
-        blocking = {Status.FAIL, Status.ERROR} | ({Status.WARN} if self.strict else set())
-        return status in blocking and severity.rank >= self.fail_on.rank
+    final: str | None
+    retry_after: float | None
 
 
 class _Frozen(BaseModel):
@@ -185,6 +185,10 @@ class CheckResult(_Frozen):
     tags: list[str] = []
     status: Status
     blocking: bool
+    not_run: bool = False
+    """A check that could have blocked and did not run (skipped, not selected)."""
+    gate_rule: str | None = None
+    """The check's own gate rule when it has one ("never blocks", "blocks on fail, warn")."""
     summary: str
     evidence: list[str] = []
     metrics: dict[str, float] = {}
@@ -214,8 +218,27 @@ class ProfileInfo(_Frozen):
 class GateInfo(_Frozen):
     fail_on: Severity
     strict: bool
+    require_all: bool = False
     fail_on_regression: bool = False
     regression: float = 0.2
+    """The relative tolerance of a metric's move (0.2 = 20%)."""
+    regression_absolute: dict[str, float] = {}
+    """Absolute tolerances by unit set in the profile (the rest are the defaults)."""
+    regression_metrics: dict[str, dict[str, float]] = {}
+    """Per-metric tolerances set in the profile: {"p95_ms": {"relative": 0.1, ...}}."""
+
+
+class Invocation(_Frozen):
+    """How and where the run was started: for a reader who must trust the report."""
+
+    command: str
+    """The command line, shell-quoted, secrets masked."""
+    host: str | None = None
+    user: str | None = None
+    ci: str | None = None
+    """The CI system, when run in one (GitHub Actions, GitLab CI, ...)."""
+    ci_url: str | None = None
+    """The CI run's page, when the CI system says it."""
 
 
 class GitInfo(_Frozen):
@@ -240,6 +263,11 @@ class MetricChange(_Frozen):
     """(after - before) / |before|; None when before is 0."""
     worse: bool | None
     """True when the move is for the worse, None when the metric has no known direction."""
+    relative_tolerance: float | None = None
+    absolute_tolerance: float | None = None
+    """The tolerances the move was weighed against (a regression is past both)."""
+    regressed: bool = False
+    """Moved for the worse past both tolerances."""
 
 
 class Comparison(_Frozen):
@@ -257,7 +285,7 @@ class Comparison(_Frozen):
 
     @property
     def has_regressions(self) -> bool:
-        return bool(self.regressed) or any(change.worse for change in self.metrics)
+        return bool(self.regressed) or any(change.regressed for change in self.metrics)
 
 
 class RunResult(_Frozen):
@@ -277,6 +305,9 @@ class RunResult(_Frozen):
     signoff: dict[str, Any] | None = None
     git: GitInfo | None = None
     comparison: Comparison | None = None
+    invocation: Invocation | None = None
+    not_run: list[str] = []
+    """Ids of the checks that could have blocked and did not run, in profile order."""
 
     @property
     def blocking(self) -> list[CheckResult]:
@@ -288,14 +319,3 @@ def summarize(statuses: Iterable[Status]) -> dict[str, int]:
     for status in statuses:
         counts[status.value.lower()] += 1
     return counts
-
-
-def verdict_of(checks: Iterable[CheckResult], *, interrupted: bool) -> Verdict:
-    if interrupted:
-        return Verdict.INTERRUPTED
-    checks = list(checks)
-    if any(check.blocking for check in checks):
-        return Verdict.NOT_READY
-    if any(check.status is Status.WAIVED for check in checks):
-        return Verdict.READY_WITH_WAIVERS
-    return Verdict.READY

@@ -15,11 +15,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from readycheck.errors import Location
+from readycheck.gate import DEFAULT_RULE, CheckRule, Gate, Tolerances
 from readycheck.params import CheckParams
 from readycheck.redact import Redactor
 from readycheck.registry import CheckType
-from readycheck.results import Gate, Severity
-from readycheck.units import Duration
+from readycheck.results import Severity
+from readycheck.units import Duration, Size
 
 _TEN_SECONDS = Duration("10s")
 _ONE_SECOND = Duration("1s")
@@ -44,6 +45,45 @@ class Defaults(_Model):
     severity: Severity = Field(Severity.HIGH, description="How much a failure matters.")
 
 
+class MetricTolerance(_Model):
+    """The tolerances of one metric (either may be left to the default)."""
+
+    relative: Fraction | None = Field(
+        None, description="A fraction (0.1) or a percentage ('10%') of the baseline value."
+    )
+    absolute: Amount | None = Field(
+        None,
+        description="In the metric's unit: a number, or a duration ('20ms') for a *_ms "
+        "metric, a size ('5MB') for a *_bytes one.",
+    )
+
+
+class RegressionModel(_Model):
+    """When a metric counts as regressed against --baseline: when it moves the wrong way
+    past both its relative and its absolute tolerance."""
+
+    relative: Fraction = Field(
+        0.2, description="A fraction (0.2) or a percentage ('20%') of the baseline value."
+    )
+    absolute: dict[Unit, Amount] = Field(
+        default_factory=dict,
+        description="Absolute tolerances by unit, replacing the defaults: ms 5, seconds "
+        "0.005, bytes 1MiB, ratio 0.01, percent 1, days 1, count 1.",
+    )
+    metrics: dict[str, MetricTolerance] = Field(
+        default_factory=dict,
+        description="Tolerances of one metric, by name ('p95_ms') or by check and name "
+        "('api-latency:p95_ms').",
+    )
+
+
+def _regression(value: object) -> object:
+    """``regression: 20%`` (the relative tolerance alone) is the short form."""
+    if isinstance(value, int | float | str) and not isinstance(value, bool):
+        return {"relative": value}
+    return value
+
+
 class GateModel(_Model):
     """Which results block the deploy."""
 
@@ -51,14 +91,35 @@ class GateModel(_Model):
         Severity.HIGH, description="FAIL or ERROR at this severity or above blocks."
     )
     strict: bool = Field(False, description="WARN blocks too (as --strict does).")
+    require_all: bool = Field(
+        False,
+        description="A check that could block and did not run (--skip, --only) blocks "
+        "(as --require-all does).",
+    )
     fail_on_regression: bool = Field(
         False, description="A regression against --baseline blocks (a check or a metric)."
     )
-    regression: Fraction = Field(
-        0.2,
-        description="How far a metric may move from the baseline before it is reported: "
-        "a fraction (0.2) or a percentage ('20%').",
+    regression: Annotated[RegressionModel, BeforeValidator(_regression)] = Field(
+        default_factory=RegressionModel,
+        description="When a metric regressed: past a relative and an absolute tolerance "
+        "('20%' alone sets the relative one).",
     )
+
+    def gate(self) -> Gate:
+        return Gate(
+            fail_on=self.fail_on,
+            strict=self.strict,
+            require_all=self.require_all,
+            fail_on_regression=self.fail_on_regression,
+            regression=Tolerances(
+                relative=self.regression.relative,
+                absolute={str(unit): value for unit, value in self.regression.absolute.items()},
+                metrics={
+                    name: (own.relative, own.absolute)
+                    for name, own in self.regression.metrics.items()
+                },
+            ),
+        )
 
 
 def _fraction(value: object) -> object:
@@ -70,7 +131,30 @@ def _fraction(value: object) -> object:
     return value
 
 
+def _amount(value: object) -> object:
+    """A number, or a duration in milliseconds, or a size in bytes."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        try:
+            return Duration.parse(text).seconds * 1000.0
+        except ValueError:
+            pass
+        try:
+            return float(Size.parse(text).bytes)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a number, a duration ('20ms') or a size ('5MB')"
+            ) from None
+    return value
+
+
 Fraction = Annotated[float, BeforeValidator(_fraction), Field(ge=0, le=100)]
+Amount = Annotated[float, BeforeValidator(_amount), Field(ge=0, allow_inf_nan=False)]
+Unit = Literal["ms", "seconds", "bytes", "ratio", "percent", "days", "count"]
 
 
 class Signoff(_Model):
@@ -101,6 +185,16 @@ class CheckSpecModel(_Model):
     retry_for: Duration | None = Field(None, description="Poll until PASS within this window.")
     retry_interval: Duration | None = Field(None, description="First pause between attempts.")
     remediation: str | None = Field(None, description="What to do when it fails.")
+    blocks: bool | None = Field(
+        None,
+        description="false: advisory, never blocks; true: blocks on FAIL or ERROR whatever "
+        "its severity (default: the gate decides by severity).",
+    )
+    blocks_on: list[Literal["fail", "error", "warn"]] | None = Field(
+        None,
+        description="Block on exactly these statuses, whatever the severity and --strict "
+        "(e.g. [fail, error, warn] for a certificate about to expire).",
+    )
     with_: dict[str, Any] = Field(
         default_factory=dict, alias="with", description="The check type's parameters."
     )
@@ -154,6 +248,8 @@ class PlannedCheck:
     remediation: str | None = None
     description: str | None = None
     location: Location | None = None
+    rule: CheckRule = DEFAULT_RULE
+    """The check's own gate rule (``blocks`` / ``blocks_on``)."""
 
 
 @dataclass(frozen=True)

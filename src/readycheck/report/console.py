@@ -39,6 +39,7 @@ VERDICT_STYLES = {
     Verdict.READY: "bold green",
     Verdict.READY_WITH_WAIVERS: "bold cyan",
     Verdict.NOT_READY: "bold red",
+    Verdict.NO_CHECKS_RUN: "bold red",
     Verdict.INTERRUPTED: "bold yellow",
 }
 
@@ -327,6 +328,8 @@ def comparison_lines(result: RunResult) -> Group | None:
 def verdict_line(result: RunResult) -> Text:
     from rich.text import Text
 
+    from readycheck.report.overview import not_run_note
+
     counts = (
         ", ".join(f"{count} {name}" for name, count in result.summary.items() if count)
         or "no checks"
@@ -337,6 +340,9 @@ def verdict_line(result: RunResult) -> Text:
         ids = ", ".join(check.id for check in blocking[:5])
         more = f" and {len(blocking) - 5} more" if len(blocking) > 5 else ""
         text.append(f": {len(blocking)} blocking ({ids}{more})")
+    note = not_run_note(result)
+    if note:
+        text.append(f"; {note}", style="yellow")
     text.append(f"  {counts}  in {format_duration_ms(result.duration_ms)}", style="dim")
     text.append(f"  exit {result.exit_code}", style="dim")
     return text

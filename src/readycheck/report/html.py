@@ -12,6 +12,7 @@ from importlib import resources
 import jinja2
 from markupsafe import Markup, escape
 
+from readycheck.baseline import describe_metric_change
 from readycheck.errors import OutputError
 from readycheck.redact import Redactor
 from readycheck.report import overview
@@ -43,6 +44,7 @@ def render(result: RunResult, *, redactor: Redactor | None = None) -> str:
         category=overview.category_title,
         score=lambda value: "n/a" if value is None else f"{value:.1f}/5",
         metric=lambda name, value: overview.format_metric(name, value),
+        metric_change=describe_metric_change,
         status_class=lambda status: _STATUS_CLASS[status],
     )
     context = overview.context(result)

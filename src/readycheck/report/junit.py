@@ -42,6 +42,7 @@ def render(result: RunResult, redactor: Redactor | None = None) -> str:
     properties = ET.SubElement(suite, "properties")
     for name, value in [
         ("verdict", result.verdict.value),
+        ("not_run", ", ".join(result.not_run)),
         ("exit_code", str(result.exit_code)),
         ("environment", result.environment or ""),
         ("profile_digest", result.profile.digest),

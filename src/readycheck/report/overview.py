@@ -198,6 +198,7 @@ _BADGES = {
     Verdict.READY: "✅ READY",
     Verdict.READY_WITH_WAIVERS: "✅ READY WITH WAIVERS",
     Verdict.NOT_READY: "❌ NOT READY",
+    Verdict.NO_CHECKS_RUN: "❌ NO CHECKS RUN",
     Verdict.INTERRUPTED: "⚠️ INTERRUPTED",
 }
 _WAIVER_STATES = {
@@ -249,13 +250,17 @@ def verdict_sentence(result: RunResult) -> str:
             f"The run was interrupted after {ran} of {total} {_plural(total, 'check')} "
             "started; this report is partial and cannot be signed off."
         )
-    if result.verdict is Verdict.NOT_READY:
-        shown = ", ".join(blocking[:8]) + (
-            f" and {len(blocking) - 8} more" if len(blocking) > 8 else ""
+    if result.verdict is Verdict.NO_CHECKS_RUN:
+        sentence = (
+            f"Not one of the {total} {_plural(total, 'check')} ran, so nothing was checked: "
+            "this run cannot be signed off."
+            if total
+            else "The profile has no checks, so nothing was checked: this run cannot be signed off."
         )
+    elif result.verdict is Verdict.NOT_READY:
         sentence = (
             f"Not ready to release: {len(blocking)} blocking "
-            f"{_plural(len(blocking), 'issue')} ({shown})."
+            f"{_plural(len(blocking), 'issue')} ({_ids(blocking)})."
         )
     elif result.verdict is Verdict.READY_WITH_WAIVERS:
         sentence = (
@@ -266,9 +271,25 @@ def verdict_sentence(result: RunResult) -> str:
         sentence = (
             f"Ready to release: no check blocks the gate ({total} {_plural(total, 'check')})."
         )
+    note = not_run_note(result)
+    if note and result.verdict is not Verdict.NO_CHECKS_RUN:
+        sentence += f" {note[0].upper()}{note[1:]}."
     if expired:
         sentence += f" {expired} {_plural(expired, 'waiver')} expired and no longer applied."
     return sentence
+
+
+def not_run_note(result: RunResult) -> str | None:
+    """``2 blocking checks not run: db, migrations``: what a verdict did not look at."""
+    if not result.not_run:
+        return None
+    count = len(result.not_run)
+    return f"{count} blocking {_plural(count, 'check')} not run: {_ids(result.not_run)}"
+
+
+def _ids(ids: list[str], most: int = 8) -> str:
+    shown = ", ".join(ids[:most])
+    return shown + (f" and {len(ids) - most} more" if len(ids) > most else "")
 
 
 def _plural(count: int, word: str) -> str:

@@ -120,6 +120,18 @@ class Reply:
             return None
         return f"status {self.status_line}, expected {' or '.join(map(str, codes))}"
 
+    def waiting(self) -> tuple[str | None, float | None]:
+        """What waiting can change about this answer, for the engine's retries: (why no
+        retry can change it, or None; the seconds the service asked to wait, or None).
+
+        A timeout (408), "too early" (425), "too many requests" (429) and server errors
+        may pass; any other 4xx is the request's own fault and answers the same again.
+        """
+        final = None
+        if 400 <= self.status < 500 and self.status not in _WAIT_CAN_CHANGE:
+            final = f"waiting does not change a {self.status_line} answer"
+        return final, retry_after(self.headers.get("retry-after"))
+
     def describe(self) -> str:
         """``answered 200 OK in 12 ms (HTTP/1.1, 345 B)``, with redirects followed."""
         via = f" after {len(self.redirects)} redirect(s)" if self.redirects else ""
@@ -131,6 +143,30 @@ class Reply:
     def snippet(self) -> str:
         """The start of the body on one line, for evidence."""
         return one_line(self.text)
+
+
+_WAIT_CAN_CHANGE = frozenset({408, 425, 429})
+MAX_RETRY_AFTER_SECONDS = 3600.0
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a Retry-After header (a number of seconds, or an HTTP date), capped
+    at an hour; None when absent or unreadable."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return min(float(text), MAX_RETRY_AFTER_SECONDS)
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    seconds = when.timestamp() - (time.time() if now is None else now)
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
 def one_line(text: str, limit: int = 80) -> str:

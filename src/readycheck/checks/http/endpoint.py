@@ -6,6 +6,7 @@ the check is retried until it passes or the window closes.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -15,6 +16,7 @@ from readycheck.checks.http.client import Reply, RequestFailed, fetch
 from readycheck.checks.http.request import PayloadParams, display_location
 from readycheck.checks.patterns import as_list
 from readycheck.registry import check
+from readycheck.results import Status
 from readycheck.units import Duration, format_duration_ms
 
 if TYPE_CHECKING:
@@ -96,7 +98,7 @@ async def endpoint(p: EndpointParams, ctx: Context) -> Outcome:
         return failure.outcome
 
     problems, facts = judge(p.expect, reply)
-    return expectations.verdict(
+    outcome = expectations.verdict(
         reply.label,
         problems,
         passed=f"{reply.status_line} in {format_duration_ms(reply.elapsed_ms)}",
@@ -110,6 +112,10 @@ async def endpoint(p: EndpointParams, ctx: Context) -> Outcome:
         remediation="The service answered, but not as expected: see the evidence, then its "
         "logs and dependencies.",
     )
+    if outcome.status is Status.FAIL:
+        final, wait = reply.waiting()
+        outcome = dataclasses.replace(outcome, final=final, retry_after=wait)
+    return outcome
 
 
 def judge(expect: Expect, reply: Reply) -> tuple[list[str], list[str]]:

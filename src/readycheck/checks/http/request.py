@@ -14,7 +14,7 @@ import binascii
 import re
 from collections.abc import Iterator
 from typing import Annotated, Any, ClassVar, Literal
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
@@ -84,6 +84,10 @@ def check_url(value: str, schemes: tuple[str, ...]) -> str:
         raise ValueError(f"not a valid URL: no host after {parts.scheme}://")
     if port == 0:
         raise ValueError("not a valid URL: port 0")
+    if "//" in parts.path:
+        # A base and a path joined by hand (`${vars.base}/health` with a base ending in
+        # a slash): the service would see an empty path segment, not /health.
+        url = urlunsplit(parts._replace(path=re.sub(r"/{2,}", "/", parts.path)))
     return url
 
 
