@@ -265,6 +265,16 @@ class Row:
         tolerance = max(1.0, 0.02 * self.true[1])
         return "yes" if abs(self.p95_error) <= tolerance else "NO"
 
+    @property
+    def lower_bound_holds(self) -> bool | None:
+        """Whether the reported p95 less the probe's part (send lag p99 and calibrated
+        overhead, as the verdict takes them off) is at most the true p95, within the
+        target's tolerance: the premise of the trust rule, that a FAIL blames the server."""
+        if self.reported is None or "send_lag_p99_ms" not in self.extra:
+            return None
+        part = self.extra["send_lag_p99_ms"] + self.extra.get("client_overhead_ms", 0.0)
+        return self.reported[1] - part <= self.true[1] + max(1.0, 0.02 * self.true[1])
+
 
 def fmt(values: tuple[float, float, float] | None) -> str:
     return "-" if values is None else " / ".join(f"{v:.1f}" for v in values)
@@ -662,10 +672,15 @@ def main() -> None:
                 print(f"| {setting} | {rps:,.0f} | {status} |")
     probe_rows = [r for r in rows if r.client == "readycheck" and r.status != "ERROR"]
     misses = [r for r in probe_rows if r.within_target == "NO" and r.scenario != "stall"]
+    bounded = [r for r in probe_rows if r.lower_bound_holds is not None]
     print(
         f"\nreadycheck rows judged: {len(probe_rows)}; p95 outside max(1 ms, 2%): {len(misses)}; "
         f"ERROR (too close to call, or not trustworthy): "
         f"{sum(1 for r in rows if r.client == 'readycheck' and r.status == 'ERROR')}"
+    )
+    print(
+        f"p95 less the probe's part (send lag p99 + overhead) at or under the true p95: "
+        f"{sum(1 for r in bounded if r.lower_bound_holds)} of {len(bounded)} rows"
     )
 
 
