@@ -14,6 +14,9 @@ what the client reported, and the p95 error. Scenarios:
   stall     20 ms, but the server freezes for 1 s once, 5 s into a 10 s run; "true" is
             then also given for users arriving at a steady rate (p95 ~ 520 ms), which is
             what a closed loop does not see
+
+readycheck sends one request before any other (its preflight): the server leaves it out
+of the true figures, and the stall is timed from the first request after it.
   trivial   answers at once: how many requests/s the probe sustains on one core
 
 wrk (closed loop, C) and hey (closed loop, Go) run too when installed (Debian packages
@@ -21,8 +24,8 @@ wrk (closed loop, C) and hey (closed loop, Go) run too when installed (Debian pa
 on it (encode/httpx#3215, encode/httpcore#1035). Against the trivial endpoint, aiohttp's
 ClientSession alone is measured too: the probe's own client replaced it (client.py).
 
-Targets (issue 6): the probe's p95 within max(1 ms, 2%) of the true p95 wherever it does
-not declare itself untrustworthy; the stall FAILs a 300 ms budget in the open model; at
+Targets (issue 6): the probe's p95 within max(1 ms, 2%) of the true p95 wherever it gives
+a verdict (not ERROR); the stall FAILs a 300 ms budget in the open model; at
 least 10,000 requests/s on one core against the trivial endpoint.
 
 The figures depend on the machine and on what else runs on it: on a shared 2-core
@@ -60,6 +63,8 @@ SERVER_CPU = 1
 STALL_AT_S = 5.0
 STALL_FOR_S = 1.0
 BUDGET = "300ms"
+# readycheck's first request, sent alone before calibration and the warmup.
+PREFLIGHT = 1
 
 
 # ---------------------------------------------------------------------------------------
@@ -108,10 +113,12 @@ class _Recording(asyncio.Protocol):
         if path == "/reset":
             state["records"] = []
             state["first"] = None
+            state["seen"] = 0
             state["rng"] = random.Random(6)
             self._write(b"reset", arrived, record=False)
             return
-        if state["first"] is None:
+        state["seen"] += 1
+        if state["first"] is None and state["seen"] > int(query.partition("skip=")[2] or 0):
             state["first"] = arrived
         hold = 0.0
         if path == "/fixed":
@@ -120,7 +127,8 @@ class _Recording(asyncio.Protocol):
             hold = 0.200 if state["rng"].random() < 0.1 else 0.010
         elif path == "/stall":
             hold = 0.020
-            begins = state["first"] + STALL_AT_S
+            first = state["first"]  # None for a request the query says to skip
+            begins = (math.inf if first is None else first) + STALL_AT_S
             if begins <= arrived < begins + STALL_FOR_S:
                 hold += begins + STALL_FOR_S - arrived
         if hold <= 0:
@@ -153,7 +161,7 @@ def serve(port_file: Path) -> None:
         loop = uvloop.new_event_loop()
     except ImportError:
         loop = asyncio.new_event_loop()
-    state: dict[str, Any] = {"records": [], "first": None, "rng": random.Random(6)}
+    state: dict[str, Any] = {"records": [], "first": None, "seen": 0, "rng": random.Random(6)}
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -257,6 +265,16 @@ class Row:
         tolerance = max(1.0, 0.02 * self.true[1])
         return "yes" if abs(self.p95_error) <= tolerance else "NO"
 
+    @property
+    def lower_bound_holds(self) -> bool | None:
+        """Whether the reported p95 less the probe's part (send lag p99 and calibrated
+        overhead, as the verdict takes them off) is at most the true p95, within the
+        target's tolerance: the premise of the trust rule, that a FAIL blames the server."""
+        if self.reported is None or "send_lag_p99_ms" not in self.extra:
+            return None
+        part = self.extra["send_lag_p99_ms"] + self.extra.get("client_overhead_ms", 0.0)
+        return self.reported[1] - part <= self.true[1] + max(1.0, 0.02 * self.true[1])
+
 
 def fmt(values: tuple[float, float, float] | None) -> str:
     return "-" if values is None else " / ".join(f"{v:.1f}" for v in values)
@@ -287,7 +305,7 @@ def probe_row(
 ) -> Row:
     control(base, "/reset")
     result = run_probe(base + path, f"{params}, warmup: {warmup}", seconds * 2 + 30)
-    true, _ = true_figures(base, warmup)
+    true, _ = true_figures(base, PREFLIGHT + warmup)
     m = result.metrics
     reported = (m["p50_ms"], m["p95_ms"], m["p99_ms"]) if "p95_ms" in m else None
     note = result.summary[:120] if result.status == "ERROR" else ""
@@ -468,10 +486,10 @@ def accuracy_rows(base: str, scenario: str, path: str, quick: bool) -> list[Row]
 def stall_rows(base: str) -> list[Row]:
     rows: list[Row] = []
 
-    def with_steady_truth(row: Row | None, skip: int) -> Row | None:
+    def with_steady_truth(row: Row | None, skip: int, preflight: int = 0) -> Row | None:
         if row is None:
             return None
-        records = sorted(control(base, "/records"))
+        records = sorted(control(base, "/records"))[preflight:]
         first = records[0][0]
         arrivals = [arrival for arrival, _ in records[skip:]]
         row.extra["steady_p95"] = steady_truth(arrivals, first)[1]
@@ -480,23 +498,23 @@ def stall_rows(base: str) -> list[Row]:
     probe = probe_row(
         base,
         "stall",
-        "/stall",
+        f"/stall?skip={PREFLIGHT}",
         "open 50/s",
         f"rate: 50, requests: 500, p95: {BUDGET}",
         14.0,
         warmup=10,
     )
-    rows.append(with_steady_truth(probe, 10))  # type: ignore[arg-type]
+    rows.append(with_steady_truth(probe, 10, PREFLIGHT))  # type: ignore[arg-type]
     closed = probe_row(
         base,
         "stall",
-        "/stall",
+        f"/stall?skip={PREFLIGHT}",
         "closed c=10",
         f"concurrency: 10, duration: 10s, p95: {BUDGET}, calibrate: false",
         12.0,
         warmup=10,
     )
-    rows.append(with_steady_truth(closed, 10))  # type: ignore[arg-type]
+    rows.append(with_steady_truth(closed, 10, PREFLIGHT))  # type: ignore[arg-type]
     rows.append(with_steady_truth(wrk_row(base, "stall", "/stall", 10, 10), 0))  # type: ignore[arg-type]
     rows.append(with_steady_truth(hey_row(base, "stall", "/stall", 10, 0, 10), 0))  # type: ignore[arg-type]
     return [row for row in rows if row is not None]
@@ -654,10 +672,15 @@ def main() -> None:
                 print(f"| {setting} | {rps:,.0f} | {status} |")
     probe_rows = [r for r in rows if r.client == "readycheck" and r.status != "ERROR"]
     misses = [r for r in probe_rows if r.within_target == "NO" and r.scenario != "stall"]
+    bounded = [r for r in probe_rows if r.lower_bound_holds is not None]
     print(
         f"\nreadycheck rows judged: {len(probe_rows)}; p95 outside max(1 ms, 2%): {len(misses)}; "
-        f"declared untrustworthy (ERROR): "
+        f"ERROR (too close to call, or not trustworthy): "
         f"{sum(1 for r in rows if r.client == 'readycheck' and r.status == 'ERROR')}"
+    )
+    print(
+        f"p95 less the probe's part (send lag p99 + overhead) at or under the true p95: "
+        f"{sum(1 for r in bounded if r.lower_bound_holds)} of {len(bounded)} rows"
     )
 
 

@@ -178,12 +178,13 @@ def _assert_left_nothing(demo: DemoProcess, cwd: Path, expected: set[str]) -> No
 
 
 def _busy_machine(check: dict[str, Any]) -> bool:
-    # The latency probe refuses to judge when the machine cannot keep its schedule; the
-    # demo's profile gives it severity medium so that this never decides the verdict.
+    # The latency probe answers ERROR when its own lateness on a busy machine could decide
+    # the verdict; the demo's profile gives it severity medium so that this never decides
+    # the demo's verdict.
     return (
         check["id"] == "orders-p95"
         and check["status"] == "ERROR"
-        and check["summary"].startswith("measurement not trustworthy on this machine")
+        and check["summary"].startswith(("too close to call", "measurement not trustworthy"))
     )
 
 

@@ -12,7 +12,6 @@ import asyncio
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -28,7 +27,7 @@ from tests.servers.http import (
     AppServer,
     HugeBodyServer,
     Reply,
-    ScriptedServer,
+    Serve,
     SilentServer,
     TricklingServer,
     ok,
@@ -48,12 +47,13 @@ def fetch(
     max_body: int = 1_000_000,
     ca_file: str | None = None,
     verify: bool = True,
+    keep: int = 0,
 ) -> list[Outcome]:
     """Send `count` requests one after the other through one client; what each became."""
 
     async def main() -> list[Outcome]:
         target = Target.build(method, url, headers or {}, body, trust(verify, ca_file))
-        client = Client(target, limit=1, max_body=max_body)
+        client = Client(target, limit=1, max_body=max_body, keep=keep)
         outcomes: list[Outcome] = []
         try:
             for _ in range(count):
@@ -85,26 +85,6 @@ def statuses(outcomes: list[Outcome]) -> list[int]:
 def reason(outcome: Outcome) -> str:
     assert isinstance(outcome, ProbeError), outcome
     return outcome.reason
-
-
-Script = Callable[[bytes, int, int], Reply]
-Serve = Callable[[Script], ScriptedServer]
-
-
-@pytest.fixture
-def serve() -> Iterator[Serve]:
-    """Start a ScriptedServer running `script`; every one is stopped after the test."""
-    started: list[ScriptedServer] = []
-
-    def start(script: Script) -> ScriptedServer:
-        server = ScriptedServer(script)
-        server.start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
 
 
 # -- the request -------------------------------------------------------------------------
@@ -176,6 +156,30 @@ def test_a_body_without_length_ends_with_the_connection(
     server = serve(lambda request, connection, index: Reply(unframed, close=True))
     assert statuses(fetch(f"http://127.0.0.1:{server.port}/", 3)) == [200] * 3
     assert server.connections == 3
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 21\r\n\r\nno such order, sorry!",
+        b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"7\r\nno such\r\nE\r\n order, sorry!\r\n0\r\n\r\n",
+        b"HTTP/1.1 404 Not Found\r\n\r\nno such order, sorry!",
+    ],
+    ids=["content-length", "chunked", "until-close"],
+)
+def test_a_client_told_to_keep_gives_the_head_and_the_start_of_the_body(
+    serve: Serve, answer: bytes
+) -> None:
+    server = serve(lambda request, connection, index: Reply(answer, close=True))
+    url = f"http://127.0.0.1:{server.port}/"
+    kept, whole = fetch(url, keep=7)[0], fetch(url, keep=100)[0]
+    assert isinstance(kept, Answer) and isinstance(whole, Answer)
+    assert kept.status == 404
+    assert kept.head is not None and kept.head.startswith(b"HTTP/1.1 404 Not Found")
+    assert (kept.body, whole.body) == (b"no such", b"no such order, sorry!")
+    plain = fetch(url)[0]
+    assert isinstance(plain, Answer) and (plain.head, plain.body) == (None, None)
 
 
 def test_connection_close_and_http_1_0_answers_open_a_new_connection_each_time(

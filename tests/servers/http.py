@@ -13,6 +13,7 @@ production. Register the fixtures with ``pytest_plugins = ["tests.servers.http"]
     trickling_server         session   TricklingServer: headers, then one body byte every 0.5 s
     huge_body_server         session   HugeBodyServer: a 10 MiB body, streamed
     ScriptedServer           class     raw HTTP/1.1 answering each request as a script says
+    serve                    function  factory: script -> a started ScriptedServer, stopped after
     closed_port_url          function  a URL on a port that nothing listens on
     UNRESOLVABLE_URL         constant  a host under .invalid (RFC 6761), which never resolves
 
@@ -873,6 +874,26 @@ def trickling_server() -> Iterator[TricklingServer]:
 def huge_body_server() -> Iterator[HugeBodyServer]:
     with HugeBodyServer() as server:
         yield server
+
+
+Script = Callable[[bytes, int, int], Reply]
+Serve = Callable[[Script], ScriptedServer]
+
+
+@pytest.fixture
+def serve() -> Iterator[Serve]:
+    """Start a ScriptedServer running `script`; every one is stopped after the test."""
+    started: list[ScriptedServer] = []
+
+    def start(script: Script) -> ScriptedServer:
+        server = ScriptedServer(script)
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 @pytest.fixture

@@ -311,8 +311,8 @@ def launch(settings_file: Path, tls: TlsFiles, log_path: Path) -> RunningService
     """Start orders-api in a process of its own (``wait_until_ready()`` before use).
 
     A process, not a thread of ours: a service sharing readycheck's interpreter would
-    take the GIL from http.latency's sender, which then starts requests late and rightly
-    refuses to judge ("measurement not trustworthy on this machine"). The listening
+    take the GIL from http.latency's sender, which then starts requests late, and a
+    figure the probe's lateness inflates is not the service's. The listening
     sockets are bound here and handed over, so the URLs are known before it starts and
     no other process can take the ports in between. Its output (access log, errors with
     their tracebacks) goes to ``log_path``.

@@ -3,15 +3,51 @@ trust it, and capped so it is safe to aim at production.
 
 The probe (``http.latency``) sends requests on a schedule (the open model) and times each
 from when it was *due*, so a stalled server is seen as its users see it; it measures its
-own overhead against a loopback endpoint first and refuses to judge (ERROR) when the
-machine it runs on cannot be trusted to measure. Its parts:
+own overhead against a loopback endpoint first, and never lets its own lateness or
+overhead decide the verdict. Its parts:
 
-    load.py       the open and closed load generators
+    preflight.py  the first request, alone: a broken target is not sent a load
+    load.py       the open and closed load generators, and the early stop on errors
     client.py     the probe's HTTP/1.1 client: a keep-alive pool of asyncio protocols
     calibrate.py  the loopback endpoint that waits 20 ms, and the overhead it shows
     runner.py     the probe's own thread and event loop (uvloop when installed)
     stats.py      nearest-rank percentiles and the fixed log-spaced histogram
-    verdict.py    thresholds, error rate and trust -> PASS / WARN / FAIL / ERROR
+    trust.py      how much of a figure may be the probe's, and what a budget concludes
+    verdict.py    errors, budgets and trust -> PASS / WARN / FAIL / ERROR
+
+**How the verdict stays fair to the server.** Each latency is timed from when its request
+was due, so besides the server's time it holds the probe's own part: how late the probe
+started the request (its send lag, when the machine running readycheck is busy) and the
+probe's overhead (what calibration measured). The figure reported is therefore at most
+the server's plus that part, and at least the server's own. The probe judges each budget
+on that:
+
+- PASS when the figure is within its budget: the server's own can only be lower.
+- FAIL when the figure is over its budget even with the probe's whole part taken off
+  (the send lag p99 and the calibrated overhead; for ``max``, the largest of each).
+- ERROR, "too close to call", only when the probe's part is what decides. The summary
+  says so with both figures: "p95 312 ms, of which up to 40 ms may be the probe's
+  lateness; budget 300ms". A machine with a CPU to spare makes that part small.
+
+So a healthy service (p95 20 ms against a 300 ms budget) passes on a busy CI machine too,
+where the probe may start some requests tens of milliseconds late; and a slow one fails
+there too, when it is slow beyond what the probe could have added.
+
+A warning (``warn_at``) follows the same rule: a result is near its budget only when the
+figure less the probe's part is near it. Errors are counted, not timed, and count against
+the server (timeouts too, unless the probe started requests later than a tenth of
+``request_timeout``). A probe that started under 95% of the asked rate gave the service
+less load than asked: it may FAIL but not PASS. With ``strict_trust: true`` the probe
+also vouches for every figure it shows: it answers ERROR ("measurement not trustworthy on
+this machine") whenever its send lag p99 is over ``max_send_lag`` or its overhead is over
+``max_overhead_share`` of the tightest budget, whatever the figures.
+
+**A broken target gets one request, not a load.** The probe first sends its request
+once. If that cannot connect, gets no answer within ``request_timeout``, or is answered
+other than 2xx/3xx, the check FAILs at once with the status and the start of the body
+(redacted, a few hundred characters), and nothing more is sent. During the run,
+``max_consecutive_errors`` failed requests in a row (20) end it early: FAIL, saying how
+many requests were sent of how many were planned.
 
 **Time.** The check must finish within its ``timeout`` (30 s for this type unless the
 check or a longer profile default says otherwise), and a latency run takes longer than
@@ -131,14 +167,41 @@ class LatencyParams(ConnectionParams):
         0.8,
         gt=0,
         le=1,
-        description="WARN when a percentile reaches this fraction of its budget (0.8: at "
-        "80%); 1 turns warnings off.",
+        description="WARN when a percentile, even less the probe's own part, reaches this "
+        "fraction of its budget (0.8: at 80%); 1 turns warnings off.",
+    )
+    max_consecutive_errors: int = Field(
+        20,
+        ge=0,
+        description="End the run early after this many failed requests in a row (warmup "
+        "included): FAIL, saying how many requests were sent of how many planned, instead "
+        "of sending the rest at a broken target. 0 never ends it early.",
     )
     calibrate: bool = Field(
         True,
         description="First measure the probe's own overhead (about 200 requests to a "
-        "loopback endpoint waiting 20 ms, at the same rate); ERROR instead of a verdict "
-        "when it is over 5% of the tightest budget. Adds up to about 4 s to the run.",
+        "loopback endpoint waiting 20 ms, at the same rate), so that it is taken off a "
+        "figure before the figure is called over its budget. Adds up to about 4 s to the "
+        "run.",
+    )
+    strict_trust: bool = Field(
+        False,
+        description="Answer ERROR whenever the probe cannot vouch for its figures (send lag "
+        "p99 over max_send_lag, overhead over max_overhead_share of the tightest budget, "
+        "under 95% of the asked rate), even when they could not change the verdict. By "
+        "default the probe's lateness and overhead only matter when they decide.",
+    )
+    max_send_lag: Duration = Field(
+        Duration("2ms"),
+        description="With strict_trust: the most the probe may start its requests late "
+        "(send lag, at p99).",
+    )
+    max_overhead_share: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="With strict_trust: the largest share of the tightest budget the "
+        "probe's calibrated overhead may be (0.05: 5%).",
     )
     i_know_this_is_load: bool = Field(
         False,
@@ -163,6 +226,14 @@ class LatencyParams(ConnectionParams):
             raise ValueError("duration must be more than 0s")
         if self.request_timeout.seconds <= 0:
             raise ValueError("request_timeout must be more than 0s")
+        strict_limits = {"max_send_lag", "max_overhead_share"} & self.model_fields_set
+        if strict_limits and not self.strict_trust:
+            raise ValueError(
+                f"{' and '.join(sorted(strict_limits))} only apply with strict_trust: true "
+                "(by default the probe's lateness and overhead count only when they decide)"
+            )
+        if self.max_send_lag.seconds < 0:
+            raise ValueError("max_send_lag cannot be negative")
         if self.ca_file is not None and not self.verify_tls:
             raise ValueError("ca_file is used to verify TLS: it cannot go with verify_tls: false")
         if not self.i_know_this_is_load:
@@ -242,6 +313,7 @@ class LatencyParams(ConnectionParams):
                 max_in_flight=self.max_in_flight,
                 warmup=self.warmup,
                 max_requests=CAP_REQUESTS if capped else 10**9,
+                stop_after_errors=self.max_consecutive_errors,
             )
         assert self.concurrency is not None
         duration = self.duration.seconds if self.duration is not None else None
@@ -256,6 +328,7 @@ class LatencyParams(ConnectionParams):
             concurrency=self.concurrency,
             warmup=self.warmup,
             max_requests=max(1, CAP_REQUESTS - self.warmup) if capped else 10**9,
+            stop_after_errors=self.max_consecutive_errors,
         )
 
     def request_spec(self, tls: ssl.SSLContext | None, user_agent: str) -> RequestSpec:
@@ -287,7 +360,7 @@ async def latency(p: LatencyParams, ctx: Context) -> Outcome:
     """Measure p50-p99 latency at a steady request rate (open model); FAIL over budget."""
     from readycheck import __version__
     from readycheck.checks.http.certificates import TrustError, tls_context
-    from readycheck.checks.latency import calibrate, load, runner, verdict
+    from readycheck.checks.latency import calibrate, load, preflight, runner, verdict
 
     tls = None
     if p.url.lower().startswith("https:"):
@@ -310,15 +383,24 @@ async def latency(p: LatencyParams, ctx: Context) -> Outcome:
     stop_at = time.perf_counter() + budget
     _, loop_name = runner.loop_factory()
 
-    async def probe() -> tuple[load.Recorder | None, load.Recorder | None]:
+    async def probe() -> tuple[preflight.Preflight, load.Recorder | None, load.Recorder | None]:
+        left = stop_at - time.perf_counter()
+        if p.request_timeout.seconds <= left:
+            first = await preflight.send(spec, p.request_timeout.seconds, "request_timeout")
+        else:
+            first = await preflight.send(spec, max(0.0, left), "the check's timeout")
+        if not first.ok:
+            return first, None, None
         measured_overhead = None
         if p.calibrate:
             # Generous: opening connections and a busy machine slow calibration too.
             calibration_stop = min(stop_at, time.perf_counter() + 2 * calibration_s + 5.0)
             measured_overhead = await calibrate.calibrate(spec, shape, calibration_stop)
             if measured_overhead.stopped_early:
-                return measured_overhead, None
-        return measured_overhead, await load.run_load(spec, shape, stop_at)
+                return first, measured_overhead, None
+        return first, measured_overhead, await load.run_load(spec, shape, stop_at)
 
-    calibration, run = await runner.run_on_own_loop(probe, name=f"readycheck:{ctx.check_id}")
-    return verdict.judge(p, shape, run, calibration, loop_name=loop_name)
+    first, calibration, run = await runner.run_on_own_loop(probe, name=f"readycheck:{ctx.check_id}")
+    if not first.ok:
+        return preflight.failed(p, first, ctx.redactor.redact)
+    return verdict.judge(p, shape, run, calibration, loop_name=loop_name, preflight=first)

@@ -23,6 +23,8 @@ name resolved once per run; bodies framed by Content-Length, chunked transfer co
 the connection's close, counted and thrown away (never decompressed: decoding would time
 our CPU, not the server); interim 1xx answers skipped; redirects not followed (a 3xx is
 an answer). Limits: a head of at most 64 KiB, a body of at most ``max_body_bytes``. A
+client made with ``keep`` keeps each answer's head and the first ``keep`` bytes of its
+body (the preflight request shows them); the load's clients keep nothing. A
 request on a reused connection that the server had closed before any byte of the answer
 (a keep-alive race) is sent once more on a new connection when its method is
 idempotent, as browsers do; its latency still runs from its start.
@@ -86,6 +88,10 @@ class Answer(NamedTuple):
     """``time.perf_counter()`` when the answer's last byte was read."""
     service_header: bytes | None = None
     """The value of the header asked for with ``service_header``, if the answer had it."""
+    head: bytes | None = None
+    """The answer's head as received (status line and headers), with ``keep`` only."""
+    body: bytes | None = None
+    """The first ``keep`` bytes of the body as received (not decoded), with ``keep`` only."""
 
 
 @dataclass(frozen=True)
@@ -163,7 +169,7 @@ class Target:
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; parses the answers to the requests written on it."""
 
-    def __init__(self, max_body: int, service_header: bytes | None) -> None:
+    def __init__(self, max_body: int, service_header: bytes | None, keep: int = 0) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.reused = False  # an answer has come on it before
@@ -180,6 +186,9 @@ class _Connection(asyncio.Protocol):
         self._left = 0  # body bytes still due (Content-Length, or the current chunk)
         self._body = 0  # body bytes read so far
         self._got_bytes = False  # any byte of the current answer
+        self._keep = keep
+        self._kept_head = b""
+        self._kept: bytearray | None = bytearray() if keep else None
 
     # -- asyncio callbacks ---------------------------------------------------------------
 
@@ -223,6 +232,8 @@ class _Connection(asyncio.Protocol):
                     self._head(data[:end])
                     rest = len(data) - end - 4
                     if self._state == _LENGTH and rest == self._left:
+                        if self._kept is not None:
+                            self._keep_body(data[end + 4 :])
                         self._body = rest
                         self._complete()
                         return
@@ -254,6 +265,9 @@ class _Connection(asyncio.Protocol):
         self._service = None
         self._body = 0
         self._got_bytes = False
+        if self._kept is not None:
+            self._kept_head = b""
+            self._kept.clear()
         self.expires = expires
         self.transport.write(request)
         return waiter
@@ -270,8 +284,20 @@ class _Connection(asyncio.Protocol):
         self._state = _IDLE
         self.expires = math.inf
         self.reused = True
-        if waiter is not None and not waiter.done():
+        if waiter is None or waiter.done():
+            return
+        if self._kept is None:
             waiter.set_result(Answer(self._status, time.perf_counter(), self._service))
+        else:
+            waiter.set_result(
+                Answer(
+                    self._status,
+                    time.perf_counter(),
+                    self._service,
+                    self._kept_head,
+                    bytes(self._kept),
+                )
+            )
 
     def _fail(self, exc: BaseException) -> None:
         waiter, self._waiter = self._waiter, None
@@ -304,6 +330,8 @@ class _Connection(asyncio.Protocol):
             self._head(head)
         elif state in (_LENGTH, _CHUNK_DATA):
             taken = min(self._left, len(buffer))
+            if self._kept is not None:
+                self._keep_body(buffer[:taken])
             del buffer[:taken]
             self._left -= taken
             self._count(taken)
@@ -336,9 +364,17 @@ class _Connection(asyncio.Protocol):
             if not line:  # the empty line that ends the trailers
                 self._complete()
         else:  # _UNTIL_CLOSE
+            if self._kept is not None:
+                self._keep_body(buffer)
             self._count(len(buffer))
             buffer.clear()
         return True
+
+    def _keep_body(self, data: bytes | bytearray) -> None:
+        assert self._kept is not None
+        room = self._keep - len(self._kept)
+        if room > 0:
+            self._kept += data[:room]
 
     def _count(self, taken: int) -> None:
         self._body += taken
@@ -389,6 +425,8 @@ class _Connection(asyncio.Protocol):
                 raise ProbeError("invalid HTTP response")
             return  # an interim answer (100, 103): the real one follows
         self._status = status
+        if self._kept is not None:
+            self._kept_head = head
         if not keep_alive:
             self.reusable = False
         if self._head_only or status == 204 or status == 304:
@@ -444,8 +482,10 @@ class Client:
         limit: int,
         max_body: int,
         service_header: str | None = None,
+        keep: int = 0,
     ) -> None:
         self.target = target
+        self._keep = keep
         self._limit = limit
         self._max_body = max_body
         self._service_header = service_header.lower().encode() if service_header else None
@@ -568,7 +608,7 @@ class Client:
         for position, (family, address) in enumerate(self._addresses):
             try:
                 _, protocol = await loop.create_connection(
-                    lambda: _Connection(self._max_body, self._service_header),
+                    lambda: _Connection(self._max_body, self._service_header, self._keep),
                     address,
                     target.port,
                     family=family,

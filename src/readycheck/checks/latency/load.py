@@ -22,7 +22,14 @@ oversized bodies have no latency: they count in the error rate only.
 
 Send lag is how late a request started, by the probe's own fault (a busy loop or CPU):
 it is measured when the request's task first runs, so waiting for a connection from a
-stalled server is not lag. It decides whether the measurement can be trusted.
+stalled server is not lag. It is part of every latency measured from the intended time,
+and the verdict takes it off before it blames the server (verdict.py).
+
+**Early stop.** ``stop_after_errors`` failed requests in a row (in the order they ended,
+warmup included: an answer other than 2xx/3xx, a timeout, a connection error, an
+oversized body) end the run at once: what is still in flight is abandoned, uncounted,
+and the recorder says so (``stopped_for_errors``, ``streak``), with how many requests
+were sent. A target that broke mid-run is not sent the rest of the plan.
 """
 
 from __future__ import annotations
@@ -54,6 +61,8 @@ _SPIN_WINDOW_S = 0.0015
 _BUSY_WHILE_IN_FLIGHT = True
 # A request that started more than this after its intended time was "sent late".
 LATE_S = 0.001
+# The kind of error a timeout is, in a run of errors (Recorder.streak).
+TIMEOUTS = "timeouts"
 # Closed model: workers join over this much time each, on average (see ramp()).
 _JOIN_EVERY_S = 0.001
 # How long stopping may wait for cancelled requests to finish.
@@ -92,6 +101,8 @@ class LoadShape:
     warmup: int = 0
     max_requests: int = 10_000
     """A hard stop on measured requests, whatever the duration says (the safety cap)."""
+    stop_after_errors: int = 0
+    """End the run after this many failed requests in a row (0: never)."""
 
     @property
     def connections(self) -> int:
@@ -105,6 +116,12 @@ class LoadShape:
         if self.model == "open" and self.rate is not None and self.duration_s is not None:
             return min(max(1, round(self.rate * self.duration_s)), self.max_requests)
         return None
+
+    @property
+    def planned_with_warmup(self) -> int | None:
+        """Every request this shape will send, warmup included, when known in advance."""
+        planned = self.planned
+        return None if planned is None else planned + self.warmup
 
 
 @dataclass
@@ -123,6 +140,11 @@ class Recorder:
     connection_errors: Counter[str] = field(default_factory=Counter)
     too_large: int = 0
     late: int = 0
+    dispatched: int = 0
+    """Requests started, warmup included."""
+    streak: Counter[str] = field(default_factory=Counter)
+    """The current run of failed requests, by kind; kept as it was once stopped_for_errors."""
+    stopped_for_errors: bool = False
     first_start: float | None = None
     last_start: float | None = None
     last_end: float | None = None
@@ -183,6 +205,7 @@ class Probe:
         self.recorder = Recorder(shape.model, planned=shape.planned)
         self._pending: dict[int, tuple[float, bool, asyncio.Task[None]]] = {}
         self._seq = 0
+        self._driver: asyncio.Task[None] | None = None
 
     # -- one request -------------------------------------------------------------------
 
@@ -190,6 +213,9 @@ class Probe:
         spec, rec = self.spec, self.recorder
         started = time.perf_counter()
         try:
+            if rec.stopped_for_errors:
+                return  # due before the stop took effect: not sent
+            rec.dispatched += 1
             if counted:
                 rec.sent += 1
                 if rec.first_start is None:
@@ -207,17 +233,25 @@ class Probe:
                     rec.timeouts += 1
                     rec.latencies_ms.append((ended - intended) * 1000.0)
                     rec.last_end = ended
+                self._failed(TIMEOUTS)
                 return
             except BodyTooLarge:
                 if counted:
                     rec.too_large += 1
                     rec.last_end = time.perf_counter()
+                self._failed("bodies over max_body")
                 return
             except ProbeError as exc:
                 if counted:
                     rec.connection_errors[exc.reason] += 1
                     rec.last_end = time.perf_counter()
+                self._failed(f"connection errors ({exc.reason})")
                 return
+            if 200 <= answer.status < 400:
+                if rec.streak and not rec.stopped_for_errors:
+                    rec.streak.clear()
+            else:
+                self._failed(f"answered HTTP {answer.status}")
             if not counted:
                 return
             ended, status = answer.ended, answer.status
@@ -234,6 +268,18 @@ class Probe:
                     rec.overheads_ms.append(latency_ms - service_ms)
         finally:
             self._pending.pop(seq, None)
+
+    def _failed(self, kind: str) -> None:
+        """One more failed request in a row; enough of them end the run at once."""
+        rec = self.recorder
+        if rec.stopped_for_errors:
+            return
+        rec.streak[kind] += 1
+        limit = self.shape.stop_after_errors
+        if limit and rec.streak.total() >= limit:
+            rec.stopped_for_errors = True
+            if self._driver is not None:
+                self._driver.cancel()  # run() sees why, and abandons what is in flight
 
     def _dispatch(self, intended: float, counted: bool) -> asyncio.Task[None]:
         seq = self._seq
@@ -281,7 +327,7 @@ class Probe:
             assert task is not None
             if joins_after:
                 await asyncio.sleep(joins_after)
-            while True:
+            while not self.recorder.stopped_for_errors:
                 counted = handed_out >= shape.warmup
                 if counted:
                     measured = handed_out - shape.warmup
@@ -312,10 +358,12 @@ class Probe:
         """Send the load; at ``stop_at`` (a ``time.perf_counter()`` value) stop, count what
         is unanswered as timeouts, and return what was measured."""
         driver = asyncio.create_task(self._open() if self.shape.model == "open" else self._closed())
+        self._driver = driver
         try:
             done, _ = await asyncio.wait({driver}, timeout=max(0.0, stop_at - time.perf_counter()))
             if driver in done:
-                driver.result()  # a bug in the driver surfaces here, not as a lost task
+                if not (driver.cancelled() and self.recorder.stopped_for_errors):
+                    driver.result()  # a bug in the driver surfaces here, not as a lost task
             else:
                 self._cut_short()
             return self.recorder

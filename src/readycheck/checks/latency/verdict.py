@@ -1,9 +1,17 @@
-"""From what the probe measured to a verdict: trust first, then errors and budgets.
+"""From what the probe measured to a verdict: errors first, then budgets.
 
-The order matters. A measurement the probe cannot vouch for (it fell behind its schedule,
-or its own overhead is a sizeable part of the tightest budget) is ERROR, never PASS and
-never a FAIL that blames the server. A run cut short by the check's timeout is judged on
-what it measured only if that already fails; a partial run never passes.
+The probe's own part (how late it started requests, its calibrated overhead) never
+decides against the server, nor for it: trust.py draws the rule. A figure within its
+budget passes; one over it even with the probe's whole part taken off fails; between the
+two, the result is ERROR, "too close to call", with both figures. Errors are counted,
+not timed: a refused connection or a 500 is the server's whatever the probe's precision,
+and a run of them (``max_consecutive_errors``) ends the run early and fails it.
+
+A run cut short by the check's timeout is judged on what it measured only if that
+already fails; a partial run never passes. Nor does a run in which the probe started
+under 95% of the asked rate: the service had less load than the profile asked for.
+``strict_trust`` adds the fixed limits of a probe that vouches for every figure it shows
+(ERROR whenever its send lag or overhead is over them, whatever the figures).
 """
 
 from __future__ import annotations
@@ -13,25 +21,36 @@ from typing import TYPE_CHECKING, Any
 
 from readycheck.checks.latency import stats
 from readycheck.checks.latency.calibrate import WAIT_S
-from readycheck.checks.latency.load import LATE_S, LoadShape, Recorder
+from readycheck.checks.latency.load import LATE_S, TIMEOUTS, LoadShape, Recorder
+from readycheck.checks.latency.trust import (
+    MIN_ACHIEVED_SHARE,
+    BudgetCall,
+    ProbePart,
+    strict_doubts,
+)
 from readycheck.results import Outcome
 from readycheck.units import Duration, format_duration_ms
 
 if TYPE_CHECKING:
     from readycheck.checks.latency import LatencyParams
+    from readycheck.checks.latency.preflight import Preflight
 
-# Trust: the probe keeps to its schedule and its overhead is small beside the budget.
-MIN_ACHIEVED_SHARE = 0.95
-MAX_SEND_LAG_P99_MS = 2.0
-MAX_OVERHEAD_SHARE = 0.05
-# Timeouts still count against the server when the timing is untrusted if the probe's send
-# lag (p99) stayed under this share of request_timeout.
+UNDECIDED = "too close to call"
+UNTRUSTED = "measurement not trustworthy on this machine"
+# Timeouts count against the server unless the probe's send lag (p99) reached this share
+# of request_timeout: then the probe may have caused them.
 TIMEOUT_TRUST_SHARE = 0.1
 
-_UNTRUSTED_REMEDIATION = (
+_BUSY_REMEDIATION = (
     "Run readycheck where it has a CPU to itself (not beside the service under test or a "
-    "busy CI job), lower `rate`, or loosen the budget the overhead is compared with. The "
-    "figures above were measured, but they are not the server's alone."
+    "busy CI job), or lower `rate`. The figures above were measured, but they are not the "
+    "server's alone."
+)
+_UNDECIDED_REMEDIATION = (
+    "The probe's own part (how late it started requests on a busy machine, and its "
+    "calibrated overhead) is what decides this result: the server's figure lies between "
+    "the one measured and that less the probe's part. Run readycheck where it has a CPU "
+    "to itself (not beside the service under test or a busy CI job), or lower `rate`."
 )
 _SLOW_REMEDIATION = (
     "The open model counts the time a request waited behind slower ones, as a user "
@@ -67,21 +86,33 @@ def judge(
     calibration: Recorder | None,
     *,
     loop_name: str,
+    preflight: Preflight | None = None,
 ) -> Outcome:
-    overhead = _overhead(calibration)
+    overheads = sorted(calibration.overheads_ms) if calibration is not None else []
+    overhead = stats.nearest_rank(overheads, 95) if overheads else None
     if run is None:
         return Outcome.errored(
-            "measurement not trustworthy on this machine: calibration against the loopback "
-            "endpoint did not finish in time; nothing was sent to the service",
-            remediation=_UNTRUSTED_REMEDIATION,
+            "calibration against the loopback endpoint did not finish in time; nothing was "
+            "sent to the service",
+            remediation=_BUSY_REMEDIATION,
         )
     summary = stats.summarize(run.latencies_ms)
     lags = stats.summarize(run.lags_ms)
     lag_p99 = lags.percentiles["p99"] if lags else 0.0
+    part = ProbePart(
+        lag_p99=lag_p99,
+        lag_max=lags.max if lags else 0.0,
+        overhead_p95=overhead,
+        overhead_max=overheads[-1] if overheads else None,
+        overhead_unknown=p.calibrate and not overheads,
+    )
     achieved = run.achieved_rps()
     thresholds = p.thresholds
     metrics = _metrics(run, summary, lag_p99, achieved, overhead, p)
-    evidence = [f"target: {p.method} {p.url}", _model_line(p, shape, run, achieved)]
+    evidence = [f"target: {p.method} {p.url}"]
+    if preflight is not None:
+        evidence.append(preflight.evidence())
+    evidence.append(_model_line(p, shape, run, achieved))
     if summary is not None:
         evidence.append(_percentile_line(summary))
     evidence.append(_errors_line(run, p))
@@ -94,43 +125,14 @@ def judge(
     data = {"latency": _chart_data(p, run, summary)}
     details: dict[str, Any] = {"evidence": evidence, "metrics": metrics, "data": data}
 
-    if run.requests == 0:
+    # 1. Errors are counted, not timed.
+    failures, undecided = _errors(p, shape, run, preflight, lag_p99, evidence)
+    if run.requests == 0 and not run.stopped_for_errors:
         return Outcome.errored("no request was measured before the check's time ran out", **details)
-
-    # 1. Can the timing be trusted?
-    untrusted: list[str] = []
-    rate = shape.rate if shape.model == "open" else None
-    if rate is not None and achieved is not None and achieved < MIN_ACHIEVED_SHARE * rate:
-        untrusted.append(
-            f"it started {achieved:.1f} requests/s of the {rate:g}/s asked "
-            f"(under {MIN_ACHIEVED_SHARE:.0%})"
-        )
-    if lag_p99 > MAX_SEND_LAG_P99_MS:
-        untrusted.append(
-            f"its requests started up to {lag_p99:.1f} ms late (send lag p99; "
-            f"{MAX_SEND_LAG_P99_MS:g} ms at most is trusted)"
-        )
-    if p.calibrate and overhead is None:
-        untrusted.append("calibration against the loopback endpoint measured nothing")
-    if overhead is not None and thresholds:
-        name, tightest = min(thresholds.items(), key=lambda item: item[1].seconds)
-        if overhead > MAX_OVERHEAD_SHARE * tightest.milliseconds:
-            untrusted.append(
-                f"its own overhead ({overhead:.2f} ms at p95) is over "
-                f"{MAX_OVERHEAD_SHARE:.0%} of the tightest budget ({name} {tightest})"
-            )
-    # 2. Errors are counted, not timed: a refused connection or a 500 is the server's
-    # whatever the probe's precision. So is a timeout, unless the probe was late by a sizeable
-    # part of the timeout itself (then it may have caused it).
-    error_rate = run.errors / run.requests
-    error_failure = (
-        f"error rate {error_rate:.1%} over {p.max_error_rate:.1%} ({run.errors} of {run.requests})"
-        if error_rate > p.max_error_rate
-        else None
-    )
     scope = _scope(shape, run)
     short = run.planned is not None and run.requests < run.planned
-    if short and not run.stopped_early and shape.duration_s is not None:
+    stopped = run.stopped_early or run.stopped_for_errors
+    if short and not stopped and shape.duration_s is not None:
         evidence.append(
             f"sent {run.requests} of {run.planned} requests: the closed run reached its "
             f"{shape.duration_s:g} s limit"
@@ -141,55 +143,82 @@ def judge(
             f"{run.planned if run.planned is not None else '?'} requests; "
             f"{run.cut_short} unanswered then were counted as timeouts"
         )
-    if untrusted:
-        standing = run.errors
-        if lag_p99 >= TIMEOUT_TRUST_SHARE * p.request_timeout.milliseconds:
-            standing -= run.timeouts + run.cut_short
-        if standing / run.requests <= p.max_error_rate:
-            return Outcome.errored(
-                f"measurement not trustworthy on this machine: {'; '.join(untrusted)}",
-                remediation=_UNTRUSTED_REMEDIATION,
-                **details,
-            )
-        evidence.append(f"latency figures not trustworthy: {'; '.join(untrusted)}")
-        return Outcome.failed(
-            f"{error_failure} ({scope})", remediation=_ERRORS_REMEDIATION, **details
-        )
+    error_failures = list(failures)
 
-    # 3. Budgets.
-    failures = [error_failure] if error_failure else []
-    warnings: list[str] = []
-    checks: list[str] = []
-    if summary is not None:
-        for name, budget in thresholds.items():
-            value = summary.percentiles[name]
-            shown = f"{name} {_ms(value)}"
-            if value > budget.milliseconds:
-                failures.append(f"{shown} over its {budget} budget")
-                checks.append(f"{shown} > {budget}")
-            elif value >= p.warn_at * budget.milliseconds and p.warn_at < 1:
-                warnings.append(
-                    f"{shown} is {value / budget.milliseconds:.0%} of its {budget} budget "
-                    f"(warn at {p.warn_at:.0%})"
+    # 2. With strict_trust, fixed limits on the probe itself, whatever the figures.
+    rate = shape.rate if shape.model == "open" else None
+    if p.strict_trust:
+        doubts = strict_doubts(
+            achieved=achieved,
+            rate=rate,
+            lag_p99=lag_p99,
+            max_send_lag=p.max_send_lag,
+            overhead=overhead,
+            calibrated=p.calibrate,
+            thresholds=thresholds,
+            max_overhead_share=p.max_overhead_share,
+        )
+        if doubts:
+            if error_failures:
+                evidence.append(f"latency figures not trustworthy: {'; '.join(doubts)}")
+                return Outcome.failed(
+                    f"{'; '.join(error_failures)} ({scope})",
+                    remediation=_ERRORS_REMEDIATION,
+                    **details,
                 )
-                checks.append(f"{shown} <= {budget} (near)")
-            else:
-                checks.append(f"{shown} <= {budget}")
-    elif thresholds:
+            return Outcome.errored(
+                f"{UNTRUSTED}: {'; '.join(doubts)}", remediation=_BUSY_REMEDIATION, **details
+            )
+
+    # 3. Budgets, each judged with the probe's part taken off before it blames the server.
+    calls = [
+        BudgetCall(name, summary.percentiles[name], budget, part, p.warn_at)
+        for name, budget in thresholds.items()
+        if summary is not None
+    ]
+    failures += [
+        f"{call.shown} over its {call.budget} budget" for call in calls if call.state == "over"
+    ]
+    undecided += [call.undecided() for call in calls if call.state == "undecided"]
+    warnings = [
+        f"{call.shown} is {call.measured / call.budget.milliseconds:.0%} of its {call.budget} "
+        f"budget (warn at {p.warn_at:.0%})"
+        for call in calls
+        if call.state == "near"
+    ]
+    if thresholds and summary is None and run.requests:
         failures.append("no request was answered, so no latency could be measured")
-    if checks:
-        evidence.append(f"budgets: {', '.join(checks)}")
-    if run.stopped_early and not failures:
+    if calls:
+        evidence.append(f"budgets: {', '.join(call.check_line() for call in calls)}")
+        evidence.append(_part_line(p, part))
+
+    if failures:
+        if undecided:
+            evidence.append(f"also too close to call: {'; '.join(undecided)}")
+        return Outcome.failed(
+            f"{'; '.join(failures)} ({scope})",
+            remediation=_ERRORS_REMEDIATION if failures == error_failures else _SLOW_REMEDIATION,
+            **details,
+        )
+    if undecided:
+        return Outcome.errored(
+            f"{UNDECIDED}: {'; '.join(undecided)} ({scope})",
+            remediation=_UNDECIDED_REMEDIATION,
+            **details,
+        )
+    if run.stopped_early:
         return Outcome.errored(
             f"ran out of time after {run.requests} of {run.planned} requests; a partial "
             "run cannot pass",
             remediation="Raise the check's timeout, or send fewer requests.",
             **details,
         )
-    if failures:
-        return Outcome.failed(
-            f"{'; '.join(failures)} ({scope})",
-            remediation=_ERRORS_REMEDIATION if failures == [error_failure] else _SLOW_REMEDIATION,
+    if rate is not None and achieved is not None and achieved < MIN_ACHIEVED_SHARE * rate:
+        return Outcome.errored(
+            f"{UNDECIDED}: the probe started {achieved:.1f} requests/s of the {rate:g}/s "
+            f"asked (under {MIN_ACHIEVED_SHARE:.0%}), so the service had less load than "
+            f"asked and a pass cannot be given ({scope})",
+            remediation=_BUSY_REMEDIATION,
             **details,
         )
     if warnings:
@@ -198,10 +227,73 @@ def judge(
     return Outcome.passed(f"{headline}, {run.errors} errors ({scope})", **details)
 
 
-def _overhead(calibration: Recorder | None) -> float | None:
-    if calibration is None or not calibration.overheads_ms:
-        return None
-    return stats.nearest_rank(sorted(calibration.overheads_ms), 95)
+def _errors(
+    p: LatencyParams,
+    shape: LoadShape,
+    run: Recorder,
+    preflight: Preflight | None,
+    lag_p99: float,
+    evidence: list[str],
+) -> tuple[list[str], list[str]]:
+    """What the errors decide: (failures, too close to call).
+
+    A refused connection or a 500 is the server's whatever the probe's precision. So is a
+    timeout, unless the probe was late by a sizeable part of the timeout itself (then it
+    may have caused it). A run stopped by a run of errors fails on that alone.
+    """
+    doubtful_timeouts = lag_p99 >= TIMEOUT_TRUST_SHARE * p.request_timeout.milliseconds
+    if run.stopped_for_errors:
+        stop, stop_line = _stopped_for_errors(p, shape, run, preflight)
+        evidence.append(stop_line)
+        if doubtful_timeouts and set(run.streak) == {TIMEOUTS}:
+            return [], [f"{stop}, while the probe started requests {lag_p99:.0f} ms late"]
+        return [stop], []
+    if not run.requests or run.errors / run.requests <= p.max_error_rate:
+        return [], []
+    text = (
+        f"error rate {run.errors / run.requests:.1%} over {p.max_error_rate:.1%} "
+        f"({run.errors} of {run.requests})"
+    )
+    doubtful = run.timeouts + run.cut_short if doubtful_timeouts else 0
+    if (run.errors - doubtful) / run.requests > p.max_error_rate:
+        return [text], []
+    return [], [
+        f"{text}, of which {doubtful} timeouts may be the probe's lateness "
+        f"(send lag p99 {lag_p99:.0f} ms)"
+    ]
+
+
+def _stopped_for_errors(
+    p: LatencyParams, shape: LoadShape, run: Recorder, preflight: Preflight | None
+) -> tuple[str, str]:
+    """For the summary, ``20 failed requests in a row (20 answered HTTP 500); stopped after
+    sending 131 of 511 requests``; and the evidence line, which says what was counted."""
+    kinds = ", ".join(f"{count} {kind}" for kind, count in run.streak.most_common())
+    first = preflight is not None
+    planned = shape.planned_with_warmup
+    sent = f"{run.dispatched + first}" + (f" of {planned + first}" if planned is not None else "")
+    included = "warmup and the first request included" if first else "warmup included"
+    streak = f"{run.streak.total()} failed requests in a row ({kinds})"
+    return (
+        f"{streak}; stopped after sending {sent} requests",
+        f"stopped early: {streak} (max_consecutive_errors: {p.max_consecutive_errors}); "
+        f"{sent} requests sent, {included}",
+    )
+
+
+def _part_line(p: LatencyParams, part: ProbePart) -> str:
+    """What is taken off a figure before it is called over its budget."""
+    lag = f"send lag p99 {part.lag_p99:.2f} ms (largest {part.lag_max:.2f} ms)"
+    if part.overhead_unknown:
+        overhead = "client overhead unknown"
+    elif part.overhead_p95 is None:
+        overhead = "client overhead not calibrated"
+    else:
+        overhead = (
+            f"client overhead {part.overhead_p95:.2f} ms (largest {part.overhead_max or 0:.2f} ms)"
+        )
+    strict = "; strict_trust" if p.strict_trust else ""
+    return f"the probe's part, taken off before a budget is called over: {lag}, {overhead}{strict}"
 
 
 def _ms(value: float) -> str:
@@ -248,6 +340,8 @@ def _percentile_line(summary: stats.Summary) -> str:
 
 
 def _errors_line(run: Recorder, p: LatencyParams) -> str:
+    if not run.requests:
+        return "errors: no request was measured"
     if not run.errors:
         return f"errors: none in {run.requests} requests"
     kinds = [f"{count} answered HTTP {code}" for code, count in sorted(run.statuses.items())]
