@@ -262,6 +262,74 @@ def validate(
         )
 
 
+@app.command()
+def attest(
+    profile: ProfileArg,
+    check_id: Annotated[
+        str, typer.Argument(metavar="ID", help="The id of a `manual` check of the profile.")
+    ],
+    by: Annotated[
+        str, typer.Option("--by", metavar="NAME", help="Who confirms it (name or role).")
+    ],
+    note: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--note", metavar="TEXT", help="What was done, where it is recorded."),
+    ] = None,
+    release: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--release",
+            metavar="RELEASE",
+            help="The release it holds for (default: the profile's signoff.release).",
+        ),
+    ] = None,
+    variables: VarOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Record that a person confirmed a manual item, for this profile and release."""
+    with _errors_reported(debug) as redactor:
+        from datetime import UTC, datetime
+
+        from readycheck import attestations
+        from readycheck.checks.manual import ManualParams
+        from readycheck.errors import UsageError
+
+        loaded = _load(profile, variables, redactor)
+        manual = [c for c in loaded.checks if isinstance(c.params, ManualParams)]
+        chosen = next((c for c in manual if c.id == check_id), None)
+        if chosen is None:
+            listed = ", ".join(c.id for c in manual) or "the profile has none"
+            what = (
+                "is not a manual item"
+                if any(c.id == check_id for c in loaded.checks)
+                else ("is not a check of the profile")
+            )
+            raise UsageError(f"{check_id!r} {what} (manual items: {listed})")
+        assert isinstance(chosen.params, ManualParams)
+        if chosen.params.attesters and by not in chosen.params.attesters:
+            raise UsageError(
+                f"{check_id} may be attested by {', '.join(chosen.params.attesters)}, not {by!r}"
+            )
+        path = loaded.base_dir / chosen.params.file
+        recorded = attestations.attest(
+            path,
+            check=chosen.id,
+            by=by,
+            note=note,
+            digest=loaded.digest,
+            release=release
+            if release is not None
+            else (loaded.signoff.release if loaded.signoff else None),
+            now=datetime.now(UTC).replace(microsecond=0),
+        )
+        typer.echo(
+            redactor.redact(
+                f"attested {chosen.id} by {recorded.by} for "
+                f"{recorded.release or 'this profile'} in {path}: {chosen.params.question}"
+            )
+        )
+
+
 STACKS = ("fastapi-postgres", "django-postgres", "generic-http")
 
 

@@ -68,6 +68,10 @@ class Context:
     """``time.monotonic()`` value by which this attempt must have returned."""
     attempt: int = 1
     resources: SharedResources = field(default_factory=SharedResources)
+    profile_digest: str | None = None
+    """The digest of the profile being run (what an attestation was made for)."""
+    release: str | None = None
+    """The release being gated (``signoff.release``), when the profile names one."""
 
     def remaining(self) -> float:
         """Seconds left before this attempt's timeout (never negative)."""

@@ -372,6 +372,8 @@ class Engine:
             deadline=time.monotonic() + timeout,
             attempt=attempt,
             resources=resources,
+            profile_digest=self.profile.digest,
+            release=self.profile.signoff.release if self.profile.signoff else None,
         )
         task: asyncio.Task[Any] = asyncio.create_task(
             _call(check, ctx), name=f"readycheck:{check.id}"
