@@ -58,8 +58,10 @@ def examples() -> dict[str, str]:
                 continue
             first = starts[index] - 1
             last = starts[index + 1] - 1 if index + 1 < len(starts) else _end_of(lines, first)
-            block = "\n".join(lines[first:last]).rstrip()
-            block = "\n".join(line for line in block.splitlines() if line.strip() or line == "")
+            kept = lines[first:last]
+            while kept and (not kept[-1].strip() or kept[-1].lstrip().startswith("#")):
+                kept.pop()  # the comments that open the next check belong to it
+            block = "\n".join(line for line in kept if line.strip() or line == "")
             found[str(check["type"])] = (
                 f"From [`profiles/{path.name}`](../../profiles/{path.name}):\n\n```yaml\n"
                 + textwrap.dedent("  " + block.lstrip()).rstrip()

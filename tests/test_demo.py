@@ -218,7 +218,8 @@ def test_demo_is_not_ready_for_one_pending_migration_and_one_weak_secret(
 
     assert code == 1, demo.output
     assert results["verdict"] == "NOT_READY"
-    assert _not_passed(results) == {"migrations", "secret-key"}
+    # The manual item is shown unattested, without blocking (--fix attests it).
+    assert _not_passed(results) == {"migrations", "secret-key", "rollback-rehearsed"}
     assert {c["id"] for c in results["checks"] if c["blocking"]} == {"migrations", "secret-key"}
     by_id = {check["id"]: check for check in results["checks"]}
     assert by_id["migrations"]["summary"] == "1 revision pending: 0004 (add orders.shipped_at)"
@@ -228,7 +229,7 @@ def test_demo_is_not_ready_for_one_pending_migration_and_one_weak_secret(
     report = (cwd / REPORT).read_text()
     junit = (cwd / JUNIT).read_text()
     assert "NOT READY" in report
-    assert junit.count("<failure") == 2
+    assert junit.count("<failure") == 3
     for text in (demo.output, report, junit, (cwd / RESULTS).read_text()):
         assert WEAK_SECRET not in text
 

@@ -488,6 +488,8 @@ def demo(
         typer.echo(showcase.announcement(fix))
         with showcase.running(fix=fix) as session:
             loaded = _load(session.profile, None, redactor)
+            if fix:
+                showcase.attest_rehearsal(loaded)
             _setup_logging(debug, None, redactor)
             options = RunOptions(debug=debug)
             result, reporter, abandoned = _execute(

@@ -31,6 +31,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from readycheck.profile import Profile
 
 PROFILE = Path(__file__).with_name("demo.yaml")
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -117,6 +121,26 @@ def running(*, fix: bool) -> Iterator[DemoRun]:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+
+
+def attest_rehearsal(profile: Profile) -> None:
+    """Attest the demo's manual item as its release manager would (``--fix``)."""
+    from datetime import UTC, datetime
+
+    from readycheck import attestations
+    from readycheck.checks.manual import ManualParams
+
+    item = profile.check("rollback-rehearsed")
+    assert isinstance(item.params, ManualParams)
+    attestations.attest(
+        profile.base_dir / item.params.file,
+        check=item.id,
+        by="release-manager",
+        note="rehearsed on staging (recorded by readycheck demo --fix)",
+        digest=profile.digest,
+        release=profile.signoff.release if profile.signoff else None,
+        now=datetime.now(UTC).replace(microsecond=0),
+    )
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
