@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, model_validator
 
-from readycheck.checks.patterns import Argument, Regex, as_list, first_match_line
+from readycheck.checks.patterns import Argument, Regex, as_list, match_lines
 from readycheck.params import CheckParams
 from readycheck.redact import looks_secret
 from readycheck.registry import check
@@ -188,14 +188,17 @@ async def command(p: CommandParams, ctx: Context) -> Outcome:
     problems: list[str] = []
     if code not in expected:
         problems.append(status_text)
+    lines = await asyncio.to_thread(
+        match_lines, text, [*as_list(p.contains), *as_list(p.not_contains)]
+    )
     for pattern in as_list(p.contains):
-        line = first_match_line(pattern, text)
+        line = lines[pattern]
         if line is None:
             problems.append(f"output does not match '{pattern}'")
         else:
             evidence.append(f"output matches '{pattern}' (line {line})")
     for pattern in as_list(p.not_contains):
-        line = first_match_line(pattern, text)
+        line = lines[pattern]
         if line is not None:
             problems.append(f"output line {line} matches forbidden '{pattern}'")
     evidence.extend(shown)
