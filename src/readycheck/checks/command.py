@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, model_validator
 
+from readycheck import children
 from readycheck.checks.patterns import Argument, Regex, as_list, match_lines
 from readycheck.params import CheckParams
 from readycheck.redact import looks_secret
@@ -135,6 +136,7 @@ async def command(p: CommandParams, ctx: Context) -> Outcome:
         return Outcome.failed(f"{argv[0]} could not be started: {exc.strerror or exc}")
     finally:
         os.close(write_fd)
+    children.started(process.pid)
 
     output = _Tail(p.max_output.bytes)
     stream = asyncio.StreamReader()
@@ -154,12 +156,18 @@ async def command(p: CommandParams, ctx: Context) -> Outcome:
         except TimeoutError:
             # The command exited but a child it left in the background still holds the
             # output open: end the whole group rather than wait for it.
-            _kill_group(process, signal.SIGKILL)
+            children.end(process.pid)
     finally:
-        if process.returncode is None:  # cancelled: leave nothing running
-            _kill_group(process, signal.SIGKILL)
+        # However the command ended (exited, timed out, cancelled by a stop or a signal),
+        # nothing it started is left running: not even a child in the background that
+        # let go of the output.
+        children.end(process.pid)
         reader.cancel()
         transport.close()
+        if process.returncode is None:
+            # Reap it before the loop closes, or asyncio reports the exit to a closed loop.
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(process.wait()), _KILL_GRACE_SECONDS)
     elapsed_ms = (time.monotonic() - started) * 1000.0
 
     text = output.text()
@@ -244,15 +252,10 @@ class _Tail:
 async def _terminate(process: asyncio.subprocess.Process) -> None:
     import asyncio
 
-    _kill_group(process, signal.SIGTERM)
+    children.signal_group(process.pid, signal.SIGTERM)
     try:
         await asyncio.wait_for(process.wait(), timeout=_KILL_GRACE_SECONDS)
     except TimeoutError:
-        _kill_group(process, signal.SIGKILL)
+        children.end(process.pid)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(process.wait(), timeout=_KILL_GRACE_SECONDS)
-
-
-def _kill_group(process: asyncio.subprocess.Process, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, sig)
