@@ -202,7 +202,9 @@ class _Builder:
             try:
                 return int(value, 0) if value.startswith(("0o", "0x")) else int(value, 10)
             except ValueError:
-                raise self._error(node, f"{value!r} is not an integer") from None
+                # Past Python's 4,300 digits: kept as the text written, so that the model
+                # of the setting says what is wrong with it (and an argument stays text).
+                return value
         if tag == _FLOAT:
             lowered = value.lower().lstrip("+")
             if lowered in (".inf", "-.inf"):

@@ -9,13 +9,13 @@ import shlex
 import signal
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field, model_validator
 
 from readycheck import children
 from readycheck.checks.patterns import Argument, Regex, as_list, match_lines
-from readycheck.params import CheckParams
+from readycheck.params import BufferSize, CheckParams
 from readycheck.redact import looks_secret
 from readycheck.registry import check
 from readycheck.results import Outcome
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 _CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
 _KILL_GRACE_SECONDS = 1.0
+
+
+ExitStatus = Annotated[int, Field(ge=-64, le=255)]
 
 
 class CommandParams(CheckParams):
@@ -52,7 +55,9 @@ class CommandParams(CheckParams):
         None,
         description="Kill the command after this long and FAIL (default: the check's timeout).",
     )
-    expect_exit: int | list[int] = Field(0, description="Exit status (or list) that passes.")
+    expect_exit: ExitStatus | list[ExitStatus] = Field(
+        0, description="Exit status (or list) that passes; -N: killed by signal N."
+    )
     contains: Regex | list[Regex] | None = Field(
         None, description="Regex(es) the output (stdout and stderr) must match."
     )
@@ -62,7 +67,7 @@ class CommandParams(CheckParams):
     evidence_lines: int = Field(
         10, ge=0, le=200, description="How many of the last output lines to show as evidence."
     )
-    max_output: Size = Field(
+    max_output: BufferSize = Field(
         Size("1MB"), description="Output kept in memory; earlier output is dropped."
     )
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field, model_validator
 
 from readycheck.checks.patterns import Regex, as_list, match_lines
-from readycheck.params import INPUT_FILE, CheckParams
+from readycheck.params import INPUT_FILE, BufferSize, CheckParams
 from readycheck.registry import check
 from readycheck.results import Outcome
 from readycheck.units import Size, format_bytes
@@ -41,7 +41,7 @@ class FileParams(CheckParams):
         None, description="Largest allowed size (a directory counts every file inside)."
     )
     min_size: Size | None = Field(None, description="Smallest allowed size.")
-    max_read: Size = Field(
+    max_read: BufferSize = Field(
         Size("16MB"), description="Largest file whose content is searched for patterns."
     )
 

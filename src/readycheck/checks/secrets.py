@@ -97,11 +97,13 @@ class StrengthParams(CheckParams):
     min_length: int = Field(
         32,
         ge=1,
+        le=1_000_000,
         description="Fewest characters (bytes of the decoded key with encoding hex or base64).",
     )
     min_entropy_bits: float = Field(
         128,
         ge=0,
+        le=1_000_000,
         description="Fewest estimated bits: from the character classes, less what structure "
         "(runs, sequences, keyboard walks, repeated words or patterns) gives away; never more "
         "than length x log2(alphabet).",

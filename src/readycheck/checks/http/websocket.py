@@ -17,6 +17,7 @@ from readycheck.checks.http.client import USER_AGENT, budget, one_line
 from readycheck.checks.http.network import describe_connection_error, last_resort
 from readycheck.checks.http.request import HttpParams, display_location
 from readycheck.checks.patterns import Regex, first_match_line
+from readycheck.params import BufferSize
 from readycheck.registry import check
 from readycheck.results import Outcome
 from readycheck.units import Size, format_duration_ms
@@ -50,7 +51,7 @@ class WebSocketParams(HttpParams):
         None,
         description="A message that must arrive: a substring, or {matches: regex}.",
     )
-    max_message: Size = Field(Size("1MB"), description="Largest message accepted.")
+    max_message: BufferSize = Field(Size("1MB"), description="Largest message accepted.")
 
     @field_validator("subprotocols")
     @classmethod
