@@ -103,7 +103,6 @@ NASTY_SCALARS = [
     "true",
     '"' + "x" * 3000 + '"',
     '"\\u0000"',
-    '"\\ud800"',
     '"${env:READYCHECK_FUZZ_UNSET}"',
     '"${vars.nope}"',
     '"${secret:x}"',
@@ -122,14 +121,13 @@ NASTY_SCALARS = [
     '"99999999999999999999TB"',
     '"(a+)+$"',
     '"^(a+)+$"',
-    r'"(\w+) \1"',
+    r"'(\w+) \1'",
     '"(?=x)"',
     '"["',
     "'é\u202e漢字'",
-    "!!binary aGVsbG8=",
-    "!custom x",
-    "*undefined_alias",
 ]
+# Values that break the YAML itself: rarer, or they would hide every other mistake.
+BROKEN_YAML = ['"\\ud800"', '"\\w"', "!!binary aGVsbG8=", "!custom x", "*undefined_alias"]
 
 TOP_KEYS = ["timeout", "retries", "retry_for", "retry_interval", "severity", "needs", "tags"]
 
@@ -141,6 +139,8 @@ class ProfileFuzzer:
         self.random = random.Random(seed)
 
     def scalar(self) -> str:
+        if self.random.random() < 0.03:
+            return self.random.choice(BROKEN_YAML)
         return self.random.choice(NASTY_SCALARS)
 
     def with_block(self, check_type: str) -> dict[str, str]:
