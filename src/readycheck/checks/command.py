@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 
 from readycheck import children
 from readycheck.checks.patterns import Argument, Regex, as_list, match_lines
+from readycheck.checks.sources import SourceProblem, ValueSource, check_plain, read_value
 from readycheck.params import BufferSize, CheckParams
 from readycheck.redact import looks_secret
 from readycheck.registry import check
@@ -34,9 +35,18 @@ ExitStatus = Annotated[int, Field(ge=-64, le=255)]
 
 
 class CommandParams(CheckParams):
-    argv: list[Argument] | str = Field(
+    argv: list[Argument | ValueSource] | str = Field(
         description="The program and its arguments, as a list (no shell). A single string "
-        "is a shell command line and needs `shell: true`.",
+        "is a shell command line and needs `shell: true`. An argument may be read from a "
+        "source when the check runs, and is then never shown: {env: NAME}, {file: PATH} or "
+        "{dotenv: PATH, key: NAME}.",
+    )
+    secret_args: list[str] = Field(
+        default_factory=list,
+        description="Options whose value is never shown: the argument after one, or after "
+        "its `=` (e.g. [--api-key, -p]; a one-letter option's attached value too, as in "
+        "-pVALUE). Options named like *password*, *token*, *secret* or *key* are secret "
+        "anyway.",
     )
     shell: bool = Field(False, description="Run `argv` (a string) with /bin/sh -c.")
     cwd: str | None = Field(
@@ -84,6 +94,10 @@ class CommandParams(CheckParams):
             raise ValueError("argv is empty: name the program to run")
         if isinstance(self.argv, str) and not self.argv.strip():
             raise ValueError("argv is empty: give the command line to run")
+        words = self._words()
+        for option in self.secret_args:
+            if not any(word and word.startswith(option) for word in words):
+                raise ValueError(f"secret_args names {option!r}, which is not in argv")
         return self
 
     def secret_values(self) -> Iterator[str]:
@@ -91,10 +105,44 @@ class CommandParams(CheckParams):
         for name, value in self.env.items():
             if name in self.secret_env or looks_secret(name):
                 yield value
+        words = self._words()
+        for word, following in zip(words, [*words[1:], None], strict=True):
+            if word is None or not word.startswith("-"):
+                continue
+            name, equals, value = word.partition("=")
+            if self._secret_option(name):
+                if equals:
+                    yield value
+                elif following is not None:
+                    yield following
+            else:
+                # -pVALUE: a one-letter option named in secret_args, its value attached.
+                yield from (
+                    word[2:]
+                    for option in self.secret_args
+                    if len(option) == 2 and word.startswith(option) and len(word) > 2
+                )
+
+    def _secret_option(self, name: str) -> bool:
+        return name in self.secret_args or looks_secret(name.lstrip("-"))
+
+    def _words(self) -> list[str | None]:
+        """The arguments as text (a shell command line split as the shell would); None
+        for one read from a source."""
+        if isinstance(self.argv, list):
+            return [word if isinstance(word, str) else None for word in self.argv]
+        try:
+            return list[str | None](shlex.split(self.argv))
+        except ValueError:  # unbalanced quotes: the shell will say so when it runs
+            return list[str | None](self.argv.split())
 
     @property
     def display(self) -> str:
-        return self.argv if isinstance(self.argv, str) else shlex.join(self.argv)
+        if isinstance(self.argv, str):
+            return self.argv
+        return " ".join(
+            shlex.quote(word) if isinstance(word, str) else f"<{word.label}>" for word in self.argv
+        )
 
 
 @check("command", params=CommandParams, category="system")
@@ -102,7 +150,23 @@ async def command(p: CommandParams, ctx: Context) -> Outcome:
     """Run a command; pass on the expected exit status (and output patterns)."""
     import asyncio  # imported when a command runs: `validate` does not need an event loop
 
-    argv = ["/bin/sh", "-c", p.argv] if isinstance(p.argv, str) else list(p.argv)
+    if isinstance(p.argv, str):
+        argv = ["/bin/sh", "-c", p.argv]
+    else:
+        argv = []
+        for word in p.argv:
+            if isinstance(word, str):
+                argv.append(word)
+                continue
+            try:
+                value = await read_value(word, ctx)  # registered with the redactor
+                check_plain(value, word.label)
+            except SourceProblem as problem:
+                summary = f"{p.display}: argument {word.label}: {problem.message}"
+                if problem.status == "ERROR":
+                    return Outcome.errored(summary)
+                return Outcome.failed(summary)
+            argv.append(value)
     cwd = ctx.resolve(p.cwd) if p.cwd else ctx.base_dir
     if not cwd.is_dir():
         return Outcome.errored(f"working directory {cwd} does not exist")
