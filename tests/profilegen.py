@@ -18,6 +18,7 @@ from readycheck.units import Duration, Size
 MINIMAL: dict[str, dict[str, Any]] = {
     "command": {"argv": ["true"]},
     "file": {"path": "profile.yaml"},
+    "manual": {"question": "Was the rollback rehearsed?"},
     "secret.strength": {"source": {"env": "HOME"}},
     "secret.distinct": {"sources": [{"env": "HOME"}, {"env": "PATH"}]},
     "config.env": {"rules": [{"name": "HOME"}]},
@@ -38,7 +39,7 @@ MINIMAL: dict[str, dict[str, Any]] = {
 }
 
 # Check types whose run touches only this machine (with the values the generator uses).
-LOCAL = ("command", "file", "config.env", "secret.strength", "secret.distinct")
+LOCAL = ("command", "file", "config.env", "secret.strength", "secret.distinct", "manual")
 
 
 def builtin_types() -> set[str]:
