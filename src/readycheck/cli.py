@@ -210,7 +210,7 @@ def report_command(
 ) -> None:
     """Render the outputs again from a saved results file, running nothing. Exits 0 when
     every output was written (whatever the saved verdict), 3 when one could not be."""
-    with _errors_reported(debug) as redactor:
+    with _errors_reported(debug) as redactor, _interruptible() as signals:
         from readycheck.baseline import load_results
         from readycheck.report import console as console_report
         from readycheck.report.publish import Targets
@@ -226,9 +226,17 @@ def report_command(
         reporter = console_report.ConsoleReporter(
             stream, total=len(saved.checks), quiet=quiet, redactor=redactor
         )
+        signals.writing()
         _exit(
-            _publish(
-                saved, targets, reporter, redactor, annotate=not no_ci_annotations, rerender=True
+            signals.exit_code(
+                _publish(
+                    saved,
+                    targets,
+                    reporter,
+                    redactor,
+                    annotate=not no_ci_annotations,
+                    rerender=True,
+                )
             )
         )
 

@@ -106,6 +106,10 @@ class Interrupts:
         finally:
             self._loop, self._on_stop, self._phase = None, None, "writing"
 
+    def writing(self) -> None:
+        """From now on the outputs are being written (``readycheck report``)."""
+        self._phase = "writing"
+
     # -- the handler ---------------------------------------------------------------------
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
