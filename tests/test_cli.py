@@ -162,7 +162,7 @@ def test_explain_shows_each_parameter_with_type_default_and_meaning(cli: Cli) ->
     for fragment in [
         "argv",
         "required",
-        "list of string | string",
+        "list of string | ValueSource | string",
         "expect_exit",
         "timeout",
         "duration",

@@ -135,6 +135,46 @@ def test_secret_env_values_are_masked_in_the_output(run_one: RunOne) -> None:
     assert "> token=*** pass=*** other=plain-3" in result.evidence
 
 
+def test_secret_arguments_reach_the_command_and_show_nowhere(
+    run_one: RunOne, tmp_path: Path
+) -> None:
+    (tmp_path / "token").write_text("file-canary-5\n")
+    result = run_one(
+        "command",
+        '{argv: [sh, -c, \'echo $@; test "$6" = env-canary-4 && test "$7" = file-canary-5;'
+        " exit 1', sh, --api-key, key-canary-1, --password=pw-canary-2, -psh-canary-3,"
+        " {env: ARGV_SECRET}, {file: token}, plain-6], secret_args: [-p]}",
+        env={"ARGV_SECRET": "env-canary-4"},
+    )
+    assert result.status is Status.FAIL
+    assert result.metrics["exit_code"] == 1  # both tests held: the real values were passed
+    assert "> --api-key *** --password=*** -p*** *** *** plain-6" in result.evidence
+    assert "<env ARGV_SECRET> <file token> plain-6: exit status 1" in result.summary
+    assert "canary" not in "\n".join([result.summary, *result.evidence])
+
+
+def test_an_argument_from_an_unset_source_fails_without_running(run_one: RunOne) -> None:
+    result = run_one("command", "{argv: [touch, ran, {env: READYCHECK_TEST_UNSET}]}")
+    assert result.status is Status.FAIL
+    assert result.summary == (
+        "touch ran <env READYCHECK_TEST_UNSET>: argument env READYCHECK_TEST_UNSET: "
+        "environment variable READYCHECK_TEST_UNSET is not set"
+    )
+
+
+def test_secret_args_must_name_an_option_in_argv(write_profile: Callable[..., Path]) -> None:
+    from readycheck.errors import ProfileError
+
+    path = write_profile(
+        "checks:\n  - id: it\n    type: command\n"
+        "    with: {argv: [cli, --token-file, x], secret_args: [--signing-key]}\n"
+    )
+    with pytest.raises(
+        ProfileError, match="secret_args names '--signing-key', which is not in argv"
+    ):
+        load_profile(path, environ={})
+
+
 def test_huge_output_is_bounded(run_one: RunOne) -> None:
     result = run_one(
         "command",

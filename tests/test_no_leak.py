@@ -158,6 +158,35 @@ CASES: list[LeakCase] = [
         canaries=("db_password",),
         env={"LEAK_DATABASE_URL": "postgresql://app:<<db_password>>@db:5432/app"},
     ),
+    LeakCase(
+        # Secrets in argv: an option named like a secret (--token VALUE, --password=VALUE),
+        # one named in secret_args (-pVALUE, --signing VALUE), and arguments read from a
+        # source; the command echoes them all and fails, so the summary shows its argv.
+        id="command-with-secrets-in-argv",
+        type="command",
+        with_="""
+          argv: [sh, -c, 'echo "$@"; exit 1', sh, --token, "${env:LEAK_ARGV_TOKEN}",
+            "--password=<<argv_password>>", "-p<<argv_short>>", --signing, "<<argv_named>>",
+            {env: LEAK_ARGV_SOURCE}, {file: argv_secret_file}]
+          secret_args: [-p, --signing]
+        """,
+        canaries=(
+            "argv_token",
+            "argv_password",
+            "argv_short",
+            "argv_named",
+            "argv_source",
+            "argv_file",
+        ),
+        env={"LEAK_ARGV_TOKEN": "<<argv_token>>", "LEAK_ARGV_SOURCE": "<<argv_source>>"},
+        files={"argv_secret_file": "<<argv_file>>\n"},
+    ),
+    LeakCase(
+        id="shell-command-with-a-password-option",
+        type="command",
+        with_="""{argv: "echo connecting with --password <<shell_password>>; exit 1", shell: true}""",
+        canaries=("shell_password",),
+    ),
     # -- secret.strength and secret.distinct -----------------------------------------------------
     LeakCase(
         id="secret-strength-pass-env",

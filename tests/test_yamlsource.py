@@ -82,6 +82,29 @@ def test_an_alias_bomb_is_refused_quickly_in_bounded_memory() -> None:
     assert time.process_time() - started < 5
 
 
+@pytest.mark.timeout(60)  # the cycle used to be followed for ever
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("vars: &v {self: *v}\n", "p.yaml:1:11"),
+        ("name: x\nvars: &v\n  a: 1\n  b:\n    c: *v\n", "p.yaml:5:5"),
+        ("a: &x [1, [2, *x]]\n", "p.yaml:1:11"),
+        ("vars: &v\n  <<: *v\n", "p.yaml:2:3"),
+    ],
+)
+def test_an_alias_inside_the_value_it_names_is_refused_with_its_line(text: str, where: str) -> None:
+    with pytest.raises(ProfileError, match="a cycle") as raised:
+        load_yaml(text, "p.yaml")
+    assert str(raised.value).startswith(
+        f"{where}: an alias here refers to a value that contains it"
+    )
+
+
+def test_an_alias_used_twice_side_by_side_is_not_a_cycle() -> None:
+    doc = load_yaml("base: &b {x: 1}\na: [*b, *b, {y: *b}]\n", "p.yaml")
+    assert doc["a"][2]["y"] == {"x": 1}
+
+
 def test_deep_nesting_is_an_error_not_a_crash() -> None:
     with pytest.raises(ProfileError, match=r"nested too deeply|YAML"):
         load_yaml("a: " + "[" * 5000 + "]" * 5000 + "\n", "deep.yaml")

@@ -8,6 +8,7 @@ Only typer is imported at start-up; each command imports what it needs, so
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from typing import TextIO
 
     from readycheck.engine import Engine, RunOptions
+    from readycheck.interrupts import Interrupts
     from readycheck.profile import Profile
     from readycheck.redact import Redactor
     from readycheck.report.console import ConsoleReporter
@@ -155,7 +157,7 @@ def run(
 ) -> None:
     """Run the profile's checks and exit 0 (ready), 1 (not ready), 2 (profile error),
     3 (ready, but no output could be written) or 130 (interrupted)."""
-    with _errors_reported(debug) as redactor:
+    with _errors_reported(debug) as redactor, _interruptible() as signals:
         from readycheck.engine import RunOptions
         from readycheck.errors import UsageError
         from readycheck.report.publish import Targets
@@ -187,7 +189,7 @@ def run(
         result = _recorded(result, redactor)
         result = _compared(result, previous, baseline)
         code = _publish(result, targets, reporter, redactor, annotate=not no_ci_annotations)
-        _exit(code, abandoned=abandoned)
+        _exit(signals.exit_code(code), abandoned=abandoned)
 
 
 @app.command("report")
@@ -208,7 +210,7 @@ def report_command(
 ) -> None:
     """Render the outputs again from a saved results file, running nothing. Exits 0 when
     every output was written (whatever the saved verdict), 3 when one could not be."""
-    with _errors_reported(debug) as redactor:
+    with _errors_reported(debug) as redactor, _interruptible() as signals:
         from readycheck.baseline import load_results
         from readycheck.report import console as console_report
         from readycheck.report.publish import Targets
@@ -224,9 +226,17 @@ def report_command(
         reporter = console_report.ConsoleReporter(
             stream, total=len(saved.checks), quiet=quiet, redactor=redactor
         )
+        signals.writing()
         _exit(
-            _publish(
-                saved, targets, reporter, redactor, annotate=not no_ci_annotations, rerender=True
+            signals.exit_code(
+                _publish(
+                    saved,
+                    targets,
+                    reporter,
+                    redactor,
+                    annotate=not no_ci_annotations,
+                    rerender=True,
+                )
             )
         )
 
@@ -478,7 +488,7 @@ def demo(
     """Start a throwaway PostgreSQL, Redis and sample service on 127.0.0.1, run
     profiles/demo.yaml against them, and write readiness-report.md, results.json and
     junit.xml here. Ends NOT_READY (exit 1) on purpose; with --fix, READY (exit 0)."""
-    with _errors_reported(debug) as redactor:
+    with _errors_reported(debug) as redactor, _interruptible() as signals:
         from readycheck import demo as showcase
         from readycheck.engine import RunOptions
         from readycheck.report.publish import Targets
@@ -501,7 +511,7 @@ def demo(
         advice = showcase.next_step(fix, code)
         if advice:
             typer.echo(advice)
-        _exit(code, abandoned=abandoned)
+        _exit(signals.exit_code(code), abandoned=abandoned)
 
 
 # -- plumbing ------------------------------------------------------------------------------
@@ -525,8 +535,11 @@ class _errors_reported:
         from readycheck.errors import ProfileError, ReadycheckError
 
         if isinstance(exc, KeyboardInterrupt):
-            _print_error("interrupted", self.redactor)
-            _exit(EXIT_INTERRUPTED)
+            from readycheck.interrupts import Interrupted
+
+            _print_error(str(exc) or "interrupted", self.redactor)
+            # Stopped at once: a check's thread may still be running; do not wait for it.
+            _exit(EXIT_INTERRUPTED, abandoned=isinstance(exc, Interrupted))
         if self.debug:
             import traceback
 
@@ -635,30 +648,24 @@ def _execute(
 
 
 def _run_engine(engine: Engine, reporter: ConsoleReporter) -> RunResult:
-    """Run on a loop of our own: Ctrl-C and SIGTERM interrupt the run (a second one forces
-    an exit), and shutting the loop down never waits on a check that will not stop."""
+    """Run on a loop of our own: a signal stops the run (interrupts.py says how), and
+    shutting the loop down never waits on a check that will not stop."""
     import asyncio
-    import signal
+    import contextlib
+
+    from readycheck import interrupts
 
     loop = asyncio.new_event_loop()
-    signals = (signal.SIGINT, signal.SIGTERM)
 
-    def on_signal(signum: int) -> None:
-        if engine.interrupted:
-            sys.stderr.write("\ninterrupted again: exiting without writing outputs\n")
-            sys.stderr.flush()
-            os._exit(EXIT_INTERRUPTED)
-        name = signal.Signals(signum).name
-        reporter.message(f"\n{name}: stopping the running checks (again to exit at once)")
+    def on_stop(name: str) -> None:
         engine.interrupt()
+        with contextlib.suppress(OSError):  # a hang-up takes the terminal with it
+            reporter.message(f"\n{name}: stopping the running checks (again to exit at once)")
 
-    for sig in signals:
-        loop.add_signal_handler(sig, on_signal, sig)
     try:
-        return loop.run_until_complete(engine.run())
+        with interrupts.current().running(loop, on_stop):
+            return loop.run_until_complete(engine.run())
     finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
         _close_loop(loop)
 
 
@@ -778,16 +785,33 @@ def _exit(code: int, *, abandoned: bool = False) -> NoReturn:
     """Exit with ``code``. When a check was abandoned (it ignored cancellation), its thread
     or task may never end: leave without waiting for it."""
     if abandoned:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        from readycheck import children
+
+        children.end_all()  # os._exit skips the exit handlers that would
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
         os._exit(code)
     raise typer.Exit(code)
 
 
-def main() -> None:
-    # The same name however it is started (`python -m readycheck` too): usage lines and
-    # shell completion (the _READYCHECK_COMPLETE variable) go by it.
-    app(prog_name="readycheck")
+def _interruptible() -> Interrupts:
+    from readycheck.interrupts import Interrupts
+
+    return Interrupts()
+
+
+def main() -> NoReturn:
+    from readycheck import interrupts
+
+    interrupts.take_over_process()
+    try:
+        # The same name however it is started (`python -m readycheck` too): usage lines
+        # and shell completion (the _READYCHECK_COMPLETE variable) go by it.
+        app(prog_name="readycheck")
+    except SystemExit as done:
+        interrupts.leave(done.code)
+    interrupts.leave(0)
 
 
 if TYPE_CHECKING:

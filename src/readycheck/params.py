@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from readycheck.redact import embedded_credentials
-from readycheck.units import Duration
+from readycheck.units import Duration, Size
 
 if TYPE_CHECKING:
     from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
@@ -162,6 +162,18 @@ def _positive(value: Duration) -> Duration:
 
 PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 """A duration that must be longer than zero (a timeout)."""
+
+_LARGEST_BUFFER = Size("1GB")
+
+
+def _buffer(value: Size) -> Size:
+    if value > _LARGEST_BUFFER:
+        raise ValueError(f"at most {_LARGEST_BUFFER}: this much is held in memory")
+    return value
+
+
+BufferSize = Annotated[Size, AfterValidator(_buffer)]
+"""A size readycheck holds in memory (output, a body, a message read): at most 1GB."""
 
 
 class CheckParams(BaseModel):

@@ -53,7 +53,7 @@ def describe_type(annotation: Any) -> str:
     if origin is typing.Annotated:
         metadata = getattr(annotation, "__metadata__", ())
         validators = [getattr(m, "func", None) for m in metadata]
-        if any(getattr(v, "__name__", "") == "_compiles" for v in validators):
+        if any(getattr(v, "__name__", "") == "validate_pattern" for v in validators):
             return "regex"
         return describe_type(args[0])
     if origin in (types.UnionType, typing.Union):
@@ -101,7 +101,7 @@ def describe_field(field: FieldInfo) -> str:
     """A field's type; pydantic moves a bare ``Annotated`` type's validators into the
     field's metadata, where ``Regex`` is recognised."""
     validators = [getattr(item, "func", None) for item in field.metadata]
-    if any(getattr(validator, "__name__", "") == "_compiles" for validator in validators):
+    if any(getattr(validator, "__name__", "") == "validate_pattern" for validator in validators):
         return "regex"
     return describe_type(field.annotation)
 

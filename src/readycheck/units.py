@@ -3,10 +3,14 @@
 Both parse from the strings people write in profiles and format back to the same
 notation, so an error message, ``explain`` and the report all speak the profile's
 language. A bare number is refused: ``timeout: 10`` could mean seconds or milliseconds.
+Both are bounded (:data:`MAX_DURATION`, :data:`MAX_SIZE`): a number too large to mean
+anything (``timeout: 99…9s``, 5,000 digits) is a clear error, never an infinity that
+breaks a timer later.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from functools import total_ordering
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -31,6 +35,14 @@ _SIZE_UNITS = {
     "tib": 1024**4,
 }
 _SIZE_NAMES = {"b": "B", "kb": "KB", "mb": "MB", "gb": "GB", "tb": "TB"}
+# Longer than any run, timeout or threshold a readiness profile needs, and far inside
+# what every timer (asyncio, threads, libpq) accepts.
+MAX_DURATION_SECONDS = 7 * 24 * 3600
+MAX_DURATION_TEXT = "168h (7 days)"
+# Larger than any disk a file or directory check measures.
+MAX_SIZE_BYTES = 1000**5
+MAX_SIZE_TEXT = "1000TB"
+_SHOWN = 40
 _SIZE_NAMES.update({"kib": "KiB", "mib": "MiB", "gib": "GiB", "tib": "TiB"})
 
 
@@ -82,8 +94,10 @@ class Duration(_Unit):
 
     def __init__(self, value: str | float) -> None:
         seconds = self.parse(value).seconds if isinstance(value, str) else float(value)
-        if seconds < 0:
+        if math.isnan(seconds) or seconds < 0:
             raise ValueError("a duration cannot be negative")
+        if seconds > MAX_DURATION_SECONDS:
+            raise ValueError(f"a duration is at most {MAX_DURATION_TEXT}")
         self.seconds: float = seconds
 
     @classmethod
@@ -92,10 +106,15 @@ class Duration(_Unit):
         parts = _DURATION_PART.findall(compact)
         if not compact or "".join(n + u for n, u in parts) != compact:
             raise ValueError(
-                f"{text!r} is not a duration: write a number and a unit (ms, s, m, h), "
+                f"{_shown(text)} is not a duration: write a number and a unit (ms, s, m, h), "
                 "e.g. 250ms, 10s, 2m or 1m30s"
             )
-        return cls(sum(float(n) * _DURATION_UNITS[u] for n, u in parts))
+        seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+        if not seconds <= MAX_DURATION_SECONDS:  # infinity too, from a number of 309 digits
+            raise ValueError(
+                f"{_shown(text)} is too long: a duration is at most {MAX_DURATION_TEXT}"
+            )
+        return cls(seconds)
 
     @property
     def milliseconds(self) -> float:
@@ -142,6 +161,8 @@ class Size(_Unit):
         else:
             if value < 0:
                 raise ValueError("a size cannot be negative")
+            if value > MAX_SIZE_BYTES:
+                raise ValueError(f"a size is at most {MAX_SIZE_TEXT}")
             self.bytes = int(value)
             self._text = f"{self.bytes}B"
 
@@ -150,11 +171,14 @@ class Size(_Unit):
         match = _SIZE.fullmatch(text.strip())
         if match is None:
             raise ValueError(
-                f"{text!r} is not a size: write a number and a unit (B, KB, MB, GB, KiB, "
-                "MiB, GiB), e.g. 512KB or 50MB"
+                f"{_shown(text)} is not a size: write a number and a unit (B, KB, MB, GB, "
+                "KiB, MiB, GiB), e.g. 512KB or 50MB"
             )
         number, unit = match.groups()
-        size = cls(int(float(number) * _SIZE_UNITS[unit.lower()]))
+        count = float(number) * _SIZE_UNITS[unit.lower()]
+        if not count <= MAX_SIZE_BYTES:  # infinity too, from a number of 309 digits
+            raise ValueError(f"{_shown(text)} is too large: a size is at most {MAX_SIZE_TEXT}")
+        size = cls(int(count))
         size._text = f"{_trim(float(number))}{_SIZE_NAMES[unit.lower()]}"
         return size
 
@@ -193,6 +217,11 @@ def format_duration_ms(ms: float) -> str:
     if seconds < 60:
         return f"{seconds:.1f} s"
     return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+def _shown(text: str) -> str:
+    """``text`` quoted for a message, shortened when it is long."""
+    return repr(text) if len(text) <= _SHOWN else repr(text[:_SHOWN] + "…")
 
 
 def _trim(number: float) -> str:

@@ -119,24 +119,38 @@ def _location(path: str, mark: yaml.Mark | None) -> Location:
 
 
 def _check_expanded_size(root: yaml.Node, path: str) -> None:
-    """Count the values the document expands to, aliases followed, without expanding it.
+    """Count the values the document expands to, aliases followed, without expanding it;
+    refuse an alias inside the value it names (a cycle, which never ends expanding).
 
     Each node's size is computed once (memoised by identity), so the count is linear in
     the document even when aliases make the expansion exponential.
     """
     sizes: dict[int, int] = {}
+    # Nodes whose children are being counted: every one of them encloses the node at the
+    # top of the stack, so meeting one again is meeting a value inside itself.
+    open_nodes: set[int] = set()
     # Iterative post-order walk: a deep document must not exhaust the Python stack.
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    stack: list[tuple[yaml.Node, bool, yaml.Mark | None]] = [(root, False, None)]
     while stack:
-        node, children_done = stack.pop()
+        node, children_done, where = stack.pop()
         if id(node) in sizes:
             continue
+        if not children_done and id(node) in open_nodes:
+            raise ProfileError(
+                Problem(
+                    "an alias here refers to a value that contains it (a cycle, as in "
+                    "`vars: &v {self: *v}`); a profile cannot be recursive",
+                    _location(path, where or node.start_mark),
+                )
+            )
         children = list(_children(node))
         if not children_done:
-            stack.append((node, True))
-            stack.extend((child, False) for child in children if id(child) not in sizes)
+            open_nodes.add(id(node))
+            stack.append((node, True, where))
+            stack.extend((child, False, mark) for child, mark in children if id(child) not in sizes)
             continue
-        total = 1 + sum(sizes.get(id(child), 0) for child in children)
+        open_nodes.discard(id(node))
+        total = 1 + sum(sizes.get(id(child), 0) for child, _ in children)
         sizes[id(node)] = total
         if total > MAX_EXPANDED_NODES:
             raise ProfileError(
@@ -148,13 +162,16 @@ def _check_expanded_size(root: yaml.Node, path: str) -> None:
             )
 
 
-def _children(node: yaml.Node) -> Iterator[yaml.Node]:
+def _children(node: yaml.Node) -> Iterator[tuple[yaml.Node, yaml.Mark]]:
+    """Each child, with where it is written (a mapping value: its key; an alias keeps no
+    place of its own)."""
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
-            yield key
-            yield value
+            yield key, key.start_mark
+            yield value, key.start_mark
     elif isinstance(node, yaml.SequenceNode):
-        yield from node.value
+        for item in node.value:
+            yield item, node.start_mark
 
 
 class _Builder:
@@ -185,7 +202,9 @@ class _Builder:
             try:
                 return int(value, 0) if value.startswith(("0o", "0x")) else int(value, 10)
             except ValueError:
-                raise self._error(node, f"{value!r} is not an integer") from None
+                # Past Python's 4,300 digits: kept as the text written, so that the model
+                # of the setting says what is wrong with it (and an argument stays text).
+                return value
         if tag == _FLOAT:
             lowered = value.lower().lstrip("+")
             if lowered in (".inf", "-.inf"):

@@ -9,12 +9,14 @@ import shlex
 import signal
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field, model_validator
 
-from readycheck.checks.patterns import Argument, Regex, as_list, first_match_line
-from readycheck.params import CheckParams
+from readycheck import children
+from readycheck.checks.patterns import Argument, Regex, as_list, match_lines
+from readycheck.checks.sources import SourceProblem, ValueSource, check_plain, read_value
+from readycheck.params import BufferSize, CheckParams
 from readycheck.redact import looks_secret
 from readycheck.registry import check
 from readycheck.results import Outcome
@@ -29,10 +31,22 @@ _CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\
 _KILL_GRACE_SECONDS = 1.0
 
 
+ExitStatus = Annotated[int, Field(ge=-64, le=255)]
+
+
 class CommandParams(CheckParams):
-    argv: list[Argument] | str = Field(
+    argv: list[Argument | ValueSource] | str = Field(
         description="The program and its arguments, as a list (no shell). A single string "
-        "is a shell command line and needs `shell: true`.",
+        "is a shell command line and needs `shell: true`. An argument may be read from a "
+        "source when the check runs, and is then never shown: {env: NAME}, {file: PATH} or "
+        "{dotenv: PATH, key: NAME}.",
+    )
+    secret_args: list[str] = Field(
+        default_factory=list,
+        description="Options whose value is never shown: the argument after one, or after "
+        "its `=` (e.g. [--api-key, -p]; a one-letter option's attached value too, as in "
+        "-pVALUE). Options named like *password*, *token*, *secret* or *key* are secret "
+        "anyway.",
     )
     shell: bool = Field(False, description="Run `argv` (a string) with /bin/sh -c.")
     cwd: str | None = Field(
@@ -51,7 +65,9 @@ class CommandParams(CheckParams):
         None,
         description="Kill the command after this long and FAIL (default: the check's timeout).",
     )
-    expect_exit: int | list[int] = Field(0, description="Exit status (or list) that passes.")
+    expect_exit: ExitStatus | list[ExitStatus] = Field(
+        0, description="Exit status (or list) that passes; -N: killed by signal N."
+    )
     contains: Regex | list[Regex] | None = Field(
         None, description="Regex(es) the output (stdout and stderr) must match."
     )
@@ -61,7 +77,7 @@ class CommandParams(CheckParams):
     evidence_lines: int = Field(
         10, ge=0, le=200, description="How many of the last output lines to show as evidence."
     )
-    max_output: Size = Field(
+    max_output: BufferSize = Field(
         Size("1MB"), description="Output kept in memory; earlier output is dropped."
     )
 
@@ -78,6 +94,10 @@ class CommandParams(CheckParams):
             raise ValueError("argv is empty: name the program to run")
         if isinstance(self.argv, str) and not self.argv.strip():
             raise ValueError("argv is empty: give the command line to run")
+        words = self._words()
+        for option in self.secret_args:
+            if not any(word and word.startswith(option) for word in words):
+                raise ValueError(f"secret_args names {option!r}, which is not in argv")
         return self
 
     def secret_values(self) -> Iterator[str]:
@@ -85,10 +105,44 @@ class CommandParams(CheckParams):
         for name, value in self.env.items():
             if name in self.secret_env or looks_secret(name):
                 yield value
+        words = self._words()
+        for word, following in zip(words, [*words[1:], None], strict=True):
+            if word is None or not word.startswith("-"):
+                continue
+            name, equals, value = word.partition("=")
+            if self._secret_option(name):
+                if equals:
+                    yield value
+                elif following is not None:
+                    yield following
+            else:
+                # -pVALUE: a one-letter option named in secret_args, its value attached.
+                yield from (
+                    word[2:]
+                    for option in self.secret_args
+                    if len(option) == 2 and word.startswith(option) and len(word) > 2
+                )
+
+    def _secret_option(self, name: str) -> bool:
+        return name in self.secret_args or looks_secret(name.lstrip("-"))
+
+    def _words(self) -> list[str | None]:
+        """The arguments as text (a shell command line split as the shell would); None
+        for one read from a source."""
+        if isinstance(self.argv, list):
+            return [word if isinstance(word, str) else None for word in self.argv]
+        try:
+            return list[str | None](shlex.split(self.argv))
+        except ValueError:  # unbalanced quotes: the shell will say so when it runs
+            return list[str | None](self.argv.split())
 
     @property
     def display(self) -> str:
-        return self.argv if isinstance(self.argv, str) else shlex.join(self.argv)
+        if isinstance(self.argv, str):
+            return self.argv
+        return " ".join(
+            shlex.quote(word) if isinstance(word, str) else f"<{word.label}>" for word in self.argv
+        )
 
 
 @check("command", params=CommandParams, category="system")
@@ -96,7 +150,23 @@ async def command(p: CommandParams, ctx: Context) -> Outcome:
     """Run a command; pass on the expected exit status (and output patterns)."""
     import asyncio  # imported when a command runs: `validate` does not need an event loop
 
-    argv = ["/bin/sh", "-c", p.argv] if isinstance(p.argv, str) else list(p.argv)
+    if isinstance(p.argv, str):
+        argv = ["/bin/sh", "-c", p.argv]
+    else:
+        argv = []
+        for word in p.argv:
+            if isinstance(word, str):
+                argv.append(word)
+                continue
+            try:
+                value = await read_value(word, ctx)  # registered with the redactor
+                check_plain(value, word.label)
+            except SourceProblem as problem:
+                summary = f"{p.display}: argument {word.label}: {problem.message}"
+                if problem.status == "ERROR":
+                    return Outcome.errored(summary)
+                return Outcome.failed(summary)
+            argv.append(value)
     cwd = ctx.resolve(p.cwd) if p.cwd else ctx.base_dir
     if not cwd.is_dir():
         return Outcome.errored(f"working directory {cwd} does not exist")
@@ -135,6 +205,7 @@ async def command(p: CommandParams, ctx: Context) -> Outcome:
         return Outcome.failed(f"{argv[0]} could not be started: {exc.strerror or exc}")
     finally:
         os.close(write_fd)
+    children.started(process.pid)
 
     output = _Tail(p.max_output.bytes)
     stream = asyncio.StreamReader()
@@ -154,12 +225,18 @@ async def command(p: CommandParams, ctx: Context) -> Outcome:
         except TimeoutError:
             # The command exited but a child it left in the background still holds the
             # output open: end the whole group rather than wait for it.
-            _kill_group(process, signal.SIGKILL)
+            children.end(process.pid)
     finally:
-        if process.returncode is None:  # cancelled: leave nothing running
-            _kill_group(process, signal.SIGKILL)
+        # However the command ended (exited, timed out, cancelled by a stop or a signal),
+        # nothing it started is left running: not even a child in the background that
+        # let go of the output.
+        children.end(process.pid)
         reader.cancel()
         transport.close()
+        if process.returncode is None:
+            # Reap it before the loop closes, or asyncio reports the exit to a closed loop.
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(process.wait()), _KILL_GRACE_SECONDS)
     elapsed_ms = (time.monotonic() - started) * 1000.0
 
     text = output.text()
@@ -188,14 +265,17 @@ async def command(p: CommandParams, ctx: Context) -> Outcome:
     problems: list[str] = []
     if code not in expected:
         problems.append(status_text)
+    lines = await asyncio.to_thread(
+        match_lines, text, [*as_list(p.contains), *as_list(p.not_contains)]
+    )
     for pattern in as_list(p.contains):
-        line = first_match_line(pattern, text)
+        line = lines[pattern]
         if line is None:
             problems.append(f"output does not match '{pattern}'")
         else:
             evidence.append(f"output matches '{pattern}' (line {line})")
     for pattern in as_list(p.not_contains):
-        line = first_match_line(pattern, text)
+        line = lines[pattern]
         if line is not None:
             problems.append(f"output line {line} matches forbidden '{pattern}'")
     evidence.extend(shown)
@@ -241,15 +321,10 @@ class _Tail:
 async def _terminate(process: asyncio.subprocess.Process) -> None:
     import asyncio
 
-    _kill_group(process, signal.SIGTERM)
+    children.signal_group(process.pid, signal.SIGTERM)
     try:
         await asyncio.wait_for(process.wait(), timeout=_KILL_GRACE_SECONDS)
     except TimeoutError:
-        _kill_group(process, signal.SIGKILL)
+        children.end(process.pid)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(process.wait(), timeout=_KILL_GRACE_SECONDS)
-
-
-def _kill_group(process: asyncio.subprocess.Process, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, sig)

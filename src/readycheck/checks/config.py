@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from readycheck.checks.patterns import Regex
+from readycheck.checks.patterns import Regex, matches
 from readycheck.checks.sources import SourceProblem, VariablesSource, is_utf8, read_dotenv
 from readycheck.params import CheckParams, SecretDsn
 from readycheck.redact import looks_secret, url_has_credentials
@@ -264,13 +264,13 @@ def judge(rule: EnvRule, value: str | None) -> tuple[bool, str]:
         )
     if rule.matches is not None:
         record(
-            re.search(rule.matches, value) is not None,
+            matches(rule.matches, value),
             f"matches '{rule.matches}'",
             f"does not match '{rule.matches}'",
         )
     if rule.not_matches is not None:
         record(
-            re.search(rule.not_matches, value) is None,
+            not matches(rule.not_matches, value),
             f"does not match '{rule.not_matches}'",
             f"matches the forbidden '{rule.not_matches}'",
         )

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from readycheck.checks.patterns import Regex, as_list, first_match_line
-from readycheck.params import INPUT_FILE, CheckParams
+from readycheck.checks.patterns import Regex, as_list, match_lines
+from readycheck.params import INPUT_FILE, BufferSize, CheckParams
 from readycheck.registry import check
 from readycheck.results import Outcome
 from readycheck.units import Size, format_bytes
@@ -41,7 +41,7 @@ class FileParams(CheckParams):
         None, description="Largest allowed size (a directory counts every file inside)."
     )
     min_size: Size | None = Field(None, description="Smallest allowed size.")
-    max_read: Size = Field(
+    max_read: BufferSize = Field(
         Size("16MB"), description="Largest file whose content is searched for patterns."
     )
 
@@ -107,10 +107,16 @@ async def file(p: FileParams, ctx: Context) -> Outcome:
                 metrics=metrics,
             )
         try:
-            text = await asyncio.to_thread(_read_text, path)
+            text = await asyncio.to_thread(_read_text, path, p.max_read.bytes)
         except OSError as exc:
             return Outcome.failed(f"{shown} cannot be read: {exc.strerror or exc}")
-        lines = await asyncio.to_thread(_match_lines, text, patterns)
+        if text is None:  # grew past max_read since its size was read, or a device
+            return Outcome.errored(
+                f"{shown} holds more than max_read ({p.max_read}); not searched",
+                evidence=evidence,
+                metrics=metrics,
+            )
+        lines = await asyncio.to_thread(match_lines, text, patterns)
         for pattern in as_list(p.contains):
             if lines[pattern] is None:
                 problems.append(f"does not match '{pattern}'")
@@ -146,9 +152,8 @@ def _size_of(path: Path) -> tuple[int, int]:
     return total, count
 
 
-def _read_text(path: Path) -> str:
-    return path.read_bytes().decode("utf-8", errors="replace")
-
-
-def _match_lines(text: str, patterns: list[str]) -> dict[str, int | None]:
-    return {pattern: first_match_line(pattern, text) for pattern in patterns}
+def _read_text(path: Path, limit: int) -> str | None:
+    """The file's text, or None when it holds more than ``limit`` bytes."""
+    with path.open("rb") as handle:
+        data = handle.read(limit + 1)
+    return None if len(data) > limit else data.decode("utf-8", errors="replace")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
-from readycheck.checks.patterns import Regex, as_list
+from readycheck.checks.patterns import Regex, as_list, matches
 from readycheck.checks.sources import SourceProblem, ValueSource, check_plain, read_value
 from readycheck.params import CheckParams
 from readycheck.registry import check
@@ -97,11 +97,13 @@ class StrengthParams(CheckParams):
     min_length: int = Field(
         32,
         ge=1,
+        le=1_000_000,
         description="Fewest characters (bytes of the decoded key with encoding hex or base64).",
     )
     min_entropy_bits: float = Field(
         128,
         ge=0,
+        le=1_000_000,
         description="Fewest estimated bits: from the character classes, less what structure "
         "(runs, sequences, keyboard walks, repeated words or patterns) gives away; never more "
         "than length x log2(alphabet).",
@@ -185,10 +187,10 @@ async def strength(p: StrengthParams, ctx: Context) -> Outcome:
         if kind:
             problems.append(f"a placeholder, not a secret: {kind}")
     for pattern in as_list(p.forbid_patterns):
-        if re.search(pattern, value):
+        if matches(pattern, value):
             problems.append(f"matches the forbidden pattern '{pattern}'")
     for pattern in as_list(p.require_patterns):
-        if not re.search(pattern, value):
+        if not matches(pattern, value):
             problems.append(f"does not match the required pattern '{pattern}'")
 
     strength_text = f"{measured}, ~{bits:.0f} bits estimated"

@@ -37,7 +37,7 @@ _ECHO_INPUT = {
     "url_parsing",
     "url_scheme",
 }
-_UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "date"}
+_UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "date", "constrained-int"}
 
 
 def problems_from(
@@ -100,6 +100,8 @@ def _message(item: Any, model: type[BaseModel], loc: tuple[Any, ...]) -> str:
         return f"unknown key {name!r}{hint}{listing}"
     if kind == "missing":
         return f"missing required key {str(loc[-1])!r}" if loc else "missing"
+    if kind == "int_parsing_size":
+        return f"a number of {len(str(item.get('input')))} digits is far too large here"
     message = str(item["msg"])
     message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if kind in _ECHO_INPUT and not isinstance(item.get("input"), dict | list):

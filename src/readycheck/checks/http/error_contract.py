@@ -4,11 +4,11 @@ code), and no stack trace."""
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator
 
+from readycheck.checks import patterns
 from readycheck.checks.http import expectations
 from readycheck.checks.http.client import Reply, RequestFailed, fetch
 from readycheck.checks.http.request import PayloadParams
@@ -22,9 +22,9 @@ BUILTIN_PATTERNS = {
     "uuid": r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
 }
 # Python's traceback header, and a Java or .NET stack frame.
-_STACK_TRACE = re.compile(
-    r"Traceback \(most recent call last\)|^\s+at [\w.$<>]+\(.*\)\s*$|^\s+at [\w.]+\.\w+\(.*\) in ",
-    re.MULTILINE,
+# Matched with the profile's engine (linear time): the body is the target's.
+_STACK_TRACE = (
+    r"Traceback \(most recent call last\)|^\s+at [\w.$<>]+\(.*\)\s*$|^\s+at [\w.]+\.\w+\(.*\) in "
 )
 
 
@@ -66,9 +66,9 @@ class ErrorContractParams(PayloadParams):
             if pattern in BUILTIN_PATTERNS:
                 continue
             try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"{path}: invalid regular expression {pattern!r}: {exc}") from None
+                patterns.validate_pattern(pattern)
+            except ValueError as exc:
+                raise ValueError(f"{path}: {exc}") from None
         return value
 
 
@@ -104,16 +104,15 @@ def _judge(p: ErrorContractParams, reply: Reply) -> tuple[list[str], list[str]]:
         problems.append(f"status {reply.status_line}, expected an error (4xx or 5xx)")
 
     text = reply.text
-    trace = _STACK_TRACE.search(text)
-    if trace is not None:
-        line = text.count("\n", 0, trace.start()) + 1
+    line = patterns.first_match_line(_STACK_TRACE, text)
+    if line is not None:
         problems.append(f"the body shows a stack trace (line {line})")
 
     is_json, document = reply.json()
     if not is_json:
         kind = reply.content_type or "no Content-Type"
         # A trace is not quoted: what it shows (paths, hosts, queries) is the leak.
-        quoted = "" if trace is not None else f": {reply.snippet() or '(empty)'}"
+        quoted = "" if line is not None else f": {reply.snippet() or '(empty)'}"
         problems.append(f"the error body is not JSON ({kind}){quoted}")
         return problems, facts
     if not isinstance(document, dict):
@@ -136,7 +135,7 @@ def _judge(p: ErrorContractParams, reply: Reply) -> tuple[list[str], list[str]]:
             problems.append(
                 f"{path}: expected a string matching {label}, got {expectations.show(found)}"
             )
-        elif not re.search(pattern, found):
+        elif not patterns.matches(pattern, found):
             problems.append(f"{path}: {expectations.show(found)} does not match {label}")
         else:
             facts.append(f"{path} = {expectations.show(found)} (matches {label})")

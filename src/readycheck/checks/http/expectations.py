@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
+from readycheck.checks import patterns
 from readycheck.results import Outcome
 
 OPERATORS: Final = (
@@ -98,10 +99,7 @@ def validate(expected: Any) -> Any:
         if name == "matches":
             if not isinstance(argument, str):
                 raise ValueError("matches takes a regular expression (a string)")
-            try:
-                re.compile(argument)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {argument!r}: {exc}") from None
+            patterns.validate_pattern(argument)
     return expected
 
 
@@ -227,7 +225,7 @@ _HOLDS: dict[str, Callable[[Any, Any], bool]] = {
     "lte": _compare(lambda a, b: a <= b),
     "in": lambda found, argument: any(same(found, item) for item in argument),
     "not_in": lambda found, argument: not any(same(found, item) for item in argument),
-    "matches": lambda found, argument: isinstance(found, str) and bool(re.search(argument, found)),
+    "matches": lambda found, argument: isinstance(found, str) and patterns.matches(argument, found),
     "contains": _contains,
     "type": _has_type,
 }

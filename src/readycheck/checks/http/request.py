@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from readycheck.checks.patterns import Argument
-from readycheck.params import INPUT_FILE, CheckParams
+from readycheck.params import INPUT_FILE, BufferSize, CheckParams
 from readycheck.redact import looks_secret
 from readycheck.units import Duration, Size
 
@@ -224,7 +224,7 @@ class RequestParams(HttpParams):
     follow_redirects: bool = Field(
         False, description="Follow 3xx redirects (at most 10) instead of judging the 3xx."
     )
-    max_body: Size = Field(
+    max_body: BufferSize = Field(
         Size("1MB"),
         description="Largest response body read; a bigger one is cut off there and FAILs.",
     )

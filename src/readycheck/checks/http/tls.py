@@ -50,10 +50,16 @@ class CertificateParams(CheckParams):
         None, description="The name sent (SNI) and verified (default: the host)."
     )
     min_days_valid: int = Field(
-        14, ge=0, description="FAIL when the certificate expires in fewer days than this."
+        14,
+        ge=0,
+        le=36_500,
+        description="FAIL when the certificate expires in fewer days than this.",
     )
     warn_days: int = Field(
-        30, ge=0, description="WARN when the certificate expires in fewer days than this."
+        30,
+        ge=0,
+        le=36_500,
+        description="WARN when the certificate expires in fewer days than this.",
     )
     timeout: Timeout = None
     verify_tls: VerifyTls = True

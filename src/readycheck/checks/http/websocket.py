@@ -7,7 +7,6 @@ HTTP 200 (a catch-all page, a proxy that drops the Upgrade header) FAILs and say
 
 from __future__ import annotations
 
-import re
 import time
 from typing import TYPE_CHECKING
 
@@ -17,7 +16,8 @@ from readycheck.checks.http.certificates import TrustError, tls_context
 from readycheck.checks.http.client import USER_AGENT, budget, one_line
 from readycheck.checks.http.network import describe_connection_error, last_resort
 from readycheck.checks.http.request import HttpParams, display_location
-from readycheck.checks.patterns import Regex
+from readycheck.checks.patterns import Regex, first_match_line
+from readycheck.params import BufferSize
 from readycheck.registry import check
 from readycheck.results import Outcome
 from readycheck.units import Size, format_duration_ms
@@ -51,7 +51,7 @@ class WebSocketParams(HttpParams):
         None,
         description="A message that must arrive: a substring, or {matches: regex}.",
     )
-    max_message: Size = Field(Size("1MB"), description="Largest message accepted.")
+    max_message: BufferSize = Field(Size("1MB"), description="Largest message accepted.")
 
     @field_validator("subprotocols")
     @classmethod
@@ -63,7 +63,7 @@ class WebSocketParams(HttpParams):
 
     def matches(self, message: str) -> bool:
         if isinstance(self.expect_message, MessagePattern):
-            return re.search(self.expect_message.matches, message, re.MULTILINE) is not None
+            return first_match_line(self.expect_message.matches, message) is not None
         return self.expect_message is not None and self.expect_message in message
 
     @property

@@ -75,6 +75,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, JsonValue, model_validator
 
 from readycheck.checks.http.request import ConnectionParams, Method
+from readycheck.params import BufferSize
 from readycheck.registry import check
 from readycheck.results import Outcome
 from readycheck.units import Duration, Size
@@ -112,6 +113,7 @@ class LatencyParams(ConnectionParams):
     rate: float | None = Field(
         None,
         gt=0,
+        le=100_000,
         description="Open model (the default): requests started per second, on a schedule, "
         f"whatever the earlier ones became (default {DEFAULT_RATE:g}). Latency counts from "
         f"each request's scheduled time. At most {CAP_RATE:g}/s unless i_know_this_is_load.",
@@ -119,6 +121,7 @@ class LatencyParams(ConnectionParams):
     requests: int | None = Field(
         None,
         ge=1,
+        le=10_000_000,
         description=f"Measured requests (default {DEFAULT_REQUESTS}, or as many as `duration` "
         f"allows). At most {CAP_REQUESTS:,} with the warmup unless i_know_this_is_load.",
     )
@@ -130,6 +133,7 @@ class LatencyParams(ConnectionParams):
     concurrency: int | None = Field(
         None,
         ge=1,
+        le=10_000,
         description="Closed model instead: this many workers, each sending its next request "
         "when its last one was answered. It under-reports stalls (the workers wait with the "
         f"server); the output says so. At most {CAP_IN_FLIGHT} unless i_know_this_is_load.",
@@ -137,18 +141,22 @@ class LatencyParams(ConnectionParams):
     max_in_flight: int = Field(
         CAP_IN_FLIGHT,
         ge=1,
+        le=10_000,
         description="Open model: most requests in flight (connections) at once; a request "
         "due while all are busy waits for one, and the wait counts in its latency.",
     )
     warmup: int = Field(
-        10, ge=0, description="Requests sent first and not counted (connections, caches)."
+        10,
+        ge=0,
+        le=100_000,
+        description="Requests sent first and not counted (connections, caches).",
     )
     request_timeout: Duration = Field(
         Duration("5s"),
         description="Give up on one request after this long; it counts as an error and as a "
         "latency of this long.",
     )
-    max_body: Size = Field(
+    max_body: BufferSize = Field(
         Size("1MB"), description="Largest response body read; a larger one counts as an error."
     )
     p50: Duration | None = Field(None, description="Budget for the median latency.")

@@ -25,6 +25,7 @@ class ConnectivityParams(PostgresParams):
     min_version: int | None = Field(
         None,
         ge=9,
+        le=99,
         description="Lowest PostgreSQL major version accepted, e.g. 15 (FAIL below it).",
     )
     max_latency: Duration = Field(

@@ -62,16 +62,19 @@ LIMIT 50
 
 class PoolParams(PostgresParams):
     pool_size: int = Field(
-        ge=1, description="Connections each application pool keeps open (SQLAlchemy pool_size)."
+        ge=1,
+        le=100_000,
+        description="Connections each application pool keeps open (SQLAlchemy pool_size).",
     )
     max_overflow: int = Field(
         10,
         ge=0,
+        le=100_000,
         description="Extra connections each pool may open under load (SQLAlchemy "
         "max_overflow; 10 is SQLAlchemy's default).",
     )
     workers: int = Field(
-        1, ge=1, description="Processes that each hold a pool (workers times replicas)."
+        1, ge=1, le=100_000, description="Processes that each hold a pool (workers times replicas)."
     )
     max_usage: float = Field(
         0.8,
