@@ -124,3 +124,18 @@ async def patient(p: SleepParams, ctx: Context) -> Outcome:
     """Like test.sleep, with a default timeout of its own."""
     result: Outcome = await sleep.run(p, ctx)
     return result
+
+
+class SequenceParams(CheckParams):
+    key: str = Field(description="Counter name.")
+    statuses: list[str] = Field(description="The status of each call, in turn (cycled).")
+
+
+@check("test.sequence", params=SequenceParams, category="testing")
+async def sequence(p: SequenceParams, ctx: Context) -> Outcome:
+    """Return the next status of the list on each call (a flapping check)."""
+    from readycheck.results import Status
+
+    ATTEMPTS[p.key] = ATTEMPTS.get(p.key, 0) + 1
+    status = Status(p.statuses[(ATTEMPTS[p.key] - 1) % len(p.statuses)])
+    return Outcome(status, f"call {ATTEMPTS[p.key]}: {status.value}")

@@ -29,6 +29,7 @@ TEST_TYPES = {
     "test.sleep": "tests.checktypes:sleep",
     "test.exclusive": "tests.checktypes:exclusive",
     "test.flaky": "tests.checktypes:flaky",
+    "test.sequence": "tests.checktypes:sequence",
     "test.secret": "tests.checktypes:secret",
     "test.raise": "tests.checktypes:raises",
     "test.stubborn": "tests.checktypes:stubborn",

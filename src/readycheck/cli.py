@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from readycheck.report.console import ConsoleReporter
     from readycheck.report.publish import Targets
     from readycheck.results import RunResult
+    from readycheck.watch import Watch
 
 EXIT_USAGE = 2
 EXIT_OUTPUT_FAILED = 3
@@ -190,6 +191,104 @@ def run(
         result = _compared(result, previous, baseline)
         code = _publish(result, targets, reporter, redactor, annotate=not no_ci_annotations)
         _exit(signals.exit_code(code), abandoned=abandoned)
+
+
+@app.command()
+def watch(
+    profile: ProfileArg,
+    for_: Annotated[
+        str,
+        typer.Option(
+            "--for", metavar="DURATION", help="How long to watch, e.g. 5m (the rollback window)."
+        ),
+    ],
+    every: Annotated[
+        str, typer.Option("--every", metavar="DURATION", help="How often a round starts.")
+    ] = "30s",
+    fail_after: Annotated[
+        int,
+        typer.Option(
+            "--fail-after",
+            metavar="N",
+            min=1,
+            max=1000,
+            help="Rounds in a row a blocking failure must hold to recommend a rollback.",
+        ),
+    ] = 2,
+    report: ReportOpt = None,
+    json_out: JsonOpt = None,
+    junit: JunitOpt = None,
+    html: HtmlOpt = None,
+    template: TemplateOpt = None,
+    only: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--only", metavar="ID", help="Watch only these check ids or tag:NAME."),
+    ] = None,
+    skip: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--skip", metavar="ID", help="Leave out these check ids or tag:NAME."),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", metavar="N", min=1, max=256, help="Checks at once.")
+    ] = 8,
+    strict: Annotated[bool, typer.Option("--strict", help="WARN blocks too.")] = False,
+    quiet: QuietOpt = False,
+    variables: VarOpt = None,
+    no_ci_annotations: NoAnnotationsOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """After a deploy: run the checks every --every for --for; exit 1 with "rollback
+    recommended" once a blocking failure holds for --fail-after rounds in a row."""
+    with _errors_reported(debug) as redactor, _interruptible() as signals:
+        from readycheck.engine import RunOptions
+        from readycheck.errors import UsageError
+        from readycheck.report.console import ConsoleReporter
+        from readycheck.report.publish import Targets
+        from readycheck.report.rounds import RoundLines
+        from readycheck.units import Duration
+        from readycheck.watch import Watch, WatchOptions
+
+        try:
+            window, period = Duration.parse(for_), Duration.parse(every)
+        except ValueError as exc:
+            raise UsageError(f"--for/--every: {exc}") from None
+        if period.seconds <= 0 or window.seconds <= 0:
+            raise UsageError("--for and --every must be longer than 0s")
+        loaded = _load(profile, variables, redactor)
+        targets = Targets(report=report, json=json_out, junit=junit, html=html, template=template)
+        targets.check(list(loaded.inputs()))
+        _setup_logging(debug, None, redactor)
+        stream = _console_stream(targets)
+        options = RunOptions(
+            concurrency=concurrency,
+            only=tuple(only or ()),
+            skip=tuple(skip or ()),
+            strict=strict,
+            debug=debug,
+        )
+        from readycheck.engine import select
+
+        select(loaded, options.only, options.skip)  # a selector naming nothing: exit 2 now
+        watcher = Watch(
+            loaded,
+            options,
+            WatchOptions(duration=window, every=period, fail_after=fail_after),
+            rounds=None if quiet else RoundLines(stream, fail_after, redactor),
+            redactor=redactor,
+        )
+        if not quiet:
+            stream.write(
+                f"watching {loaded.name} for {window}, a round every {period} "
+                f"({watcher.planned} rounds); a rollback is recommended once a blocking "
+                f"failure holds for {fail_after} rounds in a row\n"
+            )
+        reporter = ConsoleReporter(stream, total=len(loaded.checks), quiet=quiet, redactor=redactor)
+        result = _run_engine(watcher, reporter)
+        result = _recorded(result, redactor)
+        code = _publish(result, targets, reporter, redactor, annotate=not no_ci_annotations)
+        if result.rollback:
+            _print_error(result.rollback, redactor)
+        _exit(signals.exit_code(code), abandoned=watcher.abandoned)
 
 
 @app.command("report")
@@ -647,7 +746,7 @@ def _execute(
     return result, reporter, bool(engine.abandoned)
 
 
-def _run_engine(engine: Engine, reporter: ConsoleReporter) -> RunResult:
+def _run_engine(engine: Engine | Watch, reporter: ConsoleReporter) -> RunResult:
     """Run on a loop of our own: a signal stops the run (interrupts.py says how), and
     shutting the loop down never waits on a check that will not stop."""
     import asyncio

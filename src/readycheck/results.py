@@ -176,6 +176,15 @@ class WaiverRecord(_Frozen):
     waived_status: Status | None = None
 
 
+class RoundPoint(_Frozen):
+    """One round of ``readycheck watch`` for one check: its status and metrics then."""
+
+    round: int
+    at: datetime
+    status: Status
+    metrics: dict[str, float] = {}
+
+
 class CheckResult(_Frozen):
     id: str
     type: str
@@ -202,6 +211,8 @@ class CheckResult(_Frozen):
     regression: str | None = None
     """Why the check counts as a regression against the baseline, when it does."""
     traceback: str | None = None
+    timeline: list[RoundPoint] = []
+    """Its status and metrics in each round of a ``readycheck watch``."""
 
 
 class ToolInfo(_Frozen):
@@ -308,6 +319,8 @@ class RunResult(_Frozen):
     invocation: Invocation | None = None
     not_run: list[str] = []
     """Ids of the checks that could have blocked and did not run, in profile order."""
+    rollback: str | None = None
+    """``readycheck watch``: why a rollback is recommended, when it is."""
 
     @property
     def blocking(self) -> list[CheckResult]:
