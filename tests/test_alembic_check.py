@@ -3,17 +3,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
+from readycheck.engine import Engine
+from readycheck.profile import load_profile
 from readycheck.results import Status
-from tests.database_checks import run_check, run_everywhere
+from tests.conftest import CliResult
+from tests.database_checks import run_check, run_everywhere, write_check_profile
 from tests.servers.alembic_migrations import (
     SCRIPTS,
     branched_scripts,
@@ -209,10 +215,111 @@ def test_scripts_that_cannot_be_read_are_an_error(pg_database: PgDatabase, tmp_p
     assert "cannot be read: SyntaxError" in result.summary
 
 
-def test_a_missing_scripts_folder_is_an_error(pg_database: PgDatabase, tmp_path: Path) -> None:
-    result = _head(tmp_path, pg_database, tmp_path / "nowhere")
+@pytest.mark.parametrize(
+    ("params", "files", "message"),
+    [
+        (
+            "script_location: migrations",
+            {},
+            "migrations does not exist: name the "
+            "Alembic scripts folder (the one holding env.py and versions/), relative to the "
+            "profile's folder",
+        ),
+        (
+            "script_location: migrations",
+            {"migrations": "not a folder\n"},
+            "migrations is a file, not a folder",
+        ),
+        ("config: alembic.ini", {}, "alembic.ini does not exist"),
+        (
+            "config: alembic.ini",
+            {"alembic.ini": "[alembic]\nscript_location = nowhere\n"},
+            "alembic.ini names script_location nowhere, which is not a folder (relative to "
+            "the ini's folder)",
+        ),
+        (
+            "config: alembic.ini",
+            {"alembic.ini": "[alembic]\nsqlalchemy.url = postgresql://u:hunter22@db/app\n"},
+            "alembic.ini has no script_location in its [alembic] section",
+        ),
+        (
+            "config: alembic.ini",
+            {"alembic.ini": "sqlalchemy.url = postgresql://u:hunter22@db/app\n"},
+            "alembic.ini cannot be read as an ini file with an [alembic] section",
+        ),
+    ],
+    ids=["no-folder", "a-file", "no-ini", "ini-names-nowhere", "ini-without-it", "not-an-ini"],
+)
+def test_scripts_that_name_nothing_are_a_profile_error_at_validate(
+    cli: Callable[..., CliResult],
+    write_profile: Callable[..., Path],
+    tmp_path: Path,
+    params: str,
+    files: dict[str, str],
+    message: str,
+) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    path = write_profile(
+        f"""
+        checks:
+          - id: migrations
+            type: alembic.head
+            with:
+              dsn: postgresql://app:pw@db.invalid/app
+              {params}
+        """
+    )
+    result = cli("validate", path)
+    assert result.exit_code == 2, result.output
+    key = params.split(":")[0]
+    column = len(f"      {key}: ") + 1  # the value's
+    assert f"profile.yaml:6:{column}: checks[migrations].with.{key}: {message}" in result.output
+    assert "hunter22" not in result.output
+
+
+def test_both_a_scripts_folder_and_an_ini_is_a_profile_error(
+    cli: Callable[..., CliResult], write_profile: Callable[..., Path], tmp_path: Path
+) -> None:
+    copy_scripts(tmp_path / "migrations")
+    (tmp_path / "alembic.ini").write_text("[alembic]\nscript_location = migrations\n")
+    path = write_profile(
+        "checks:\n  - id: m\n    type: alembic.head\n    with: {dsn: 'postgresql://db.invalid/a',"
+        " script_location: migrations, config: alembic.ini}\n"
+    )
+    result = cli("validate", path)
+    assert result.exit_code == 2
+    assert "give either script_location (a scripts folder) or config (an alembic.ini)" in (
+        result.output
+    )
+
+
+def test_a_relative_script_location_is_taken_from_the_profile_folder(
+    cli: Callable[..., CliResult], write_profile: Callable[..., Path], tmp_path: Path
+) -> None:
+    copy_scripts(tmp_path / "deploy" / "migrations")
+    path = write_profile(
+        "checks:\n  - id: m\n    type: alembic.head\n"
+        "    with: {dsn: 'postgresql://app:pw@db.invalid/app', script_location: migrations}\n",
+        name="deploy/profile.yaml",
+    )
+    assert cli("validate", path).exit_code == 0
+
+
+def test_a_scripts_folder_removed_after_loading_is_an_error_when_the_check_runs(
+    pg_database: PgDatabase, tmp_path: Path
+) -> None:
+    scripts = copy_scripts(tmp_path / "scripts")
+    profile = load_profile(
+        write_check_profile(
+            tmp_path, "alembic.head", {"dsn": pg_database.dsn, "script_location": "scripts"}
+        ),
+        environ={},
+    )
+    shutil.rmtree(scripts)
+    result = asyncio.run(Engine(profile).run()).checks[0]
     assert result.status is Status.ERROR
-    assert result.summary.endswith("is not a folder (script_location)")
+    assert result.summary == "scripts is not a folder (script_location)"
 
 
 def test_the_dsn_password_shows_nowhere_when_authentication_fails(

@@ -25,6 +25,15 @@ def test_check_reference_pages_are_up_to_date() -> None:
 
 
 @pytest.mark.parametrize("profile", PROFILES, ids=[p.name for p in PROFILES])
-def test_every_example_profile_validates(profile: Path, cli: Callable[..., CliResult]) -> None:
-    result = cli("validate", profile, env=placeholder_env(profile.read_text()))
+def test_every_example_profile_validates(
+    profile: Path, cli: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    # Validating checks that the Alembic scripts folder exists: copied into a project
+    # that has one beside the profile (the starters) and one folder up (database.yaml).
+    project = tmp_path / "project"
+    for folder in (project / "migrations", project / "profiles" / "migrations"):
+        folder.mkdir(parents=True)
+    copy = project / "profiles" / profile.name
+    copy.write_text(profile.read_text())
+    result = cli("validate", copy, env=placeholder_env(profile.read_text()))
     assert result.exit_code == 0, result.output

@@ -24,6 +24,7 @@ def test_init_writes_a_starter_profile_that_validates(stack: str, tmp_path: Path
     text = target.read_text()
     assert text.startswith("# yaml-language-server: $schema=readycheck.schema.json\n")
     assert "${env:" in text
+    (tmp_path / "migrations").mkdir()  # the project's Alembic scripts, which validate finds
     validated = cli("validate", target, env=placeholder_env(text))
     assert validated.exit_code == 0, validated.output
     # The starter in profiles/ is the same file (a link), so it cannot drift.

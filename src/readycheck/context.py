@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from readycheck.params import resolve_path
 from readycheck.redact import Redactor
 
 if TYPE_CHECKING:
@@ -83,5 +84,4 @@ class Context:
 
     def resolve(self, path: str | Path) -> Path:
         """A path from the profile, relative to the profile's directory."""
-        candidate = Path(path).expanduser()
-        return candidate if candidate.is_absolute() else self.base_dir / candidate
+        return resolve_path(self.base_dir, path)

@@ -17,7 +17,7 @@ from readycheck.redact import embedded_credentials
 from readycheck.units import Duration, Size
 
 if TYPE_CHECKING:
-    from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+    from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationInfo
     from pydantic.json_schema import JsonSchemaValue
     from pydantic_core import CoreSchema
 
@@ -176,11 +176,30 @@ BufferSize = Annotated[Size, AfterValidator(_buffer)]
 """A size readycheck holds in memory (output, a body, a message read): at most 1GB."""
 
 
+PROFILE_DIR = "profile_dir"
+"""The validation-context key under which the profile loader gives the profile's folder."""
+
+
+def resolve_path(base_dir: Path, path: str | Path) -> Path:
+    """A path from the profile, relative to the profile's folder (``~`` expanded)."""
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() else base_dir / candidate
+
+
+def profile_path(path: str, info: ValidationInfo) -> Path | None:
+    """Where a path parameter points, when validated by the profile loader; ``None`` when
+    validated without a profile (a model built in code), where nothing can be resolved."""
+    folder = info.context.get(PROFILE_DIR) if isinstance(info.context, dict) else None
+    return resolve_path(Path(folder), path) if folder is not None else None
+
+
 class CheckParams(BaseModel):
     """Base class of every check type's parameters (the ``with:`` block of a check).
 
     Unknown keys are refused. Subclasses give every field a ``description``: it is what
-    ``readycheck explain`` and the reference docs show.
+    ``readycheck explain`` and the reference docs show. The loader validates them with
+    the profile's folder in the validation context (:func:`profile_path`), so that a
+    parameter naming a file can say, before anything runs, that it names nothing.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -217,7 +236,7 @@ class CheckParams(BaseModel):
                 if isinstance(item, CheckParams):
                     yield from item.input_files(base_dir)
                 elif marked and isinstance(item, str) and item:
-                    yield base_dir / Path(item).expanduser()
+                    yield resolve_path(base_dir, item)
 
 
 def _walk_secrets(value: object) -> Iterator[str]:

@@ -48,6 +48,9 @@ def describe_type(annotation: Any) -> str:
     """A type as a profile author reads it: ``duration``, ``list of string``, ``a | b``."""
     if annotation in _TYPE_NAMES:
         return _TYPE_NAMES[annotation]
+    if isinstance(annotation, type) and issubclass(annotation, Secret):
+        # A family's own secret type (PostgresDsn) reads as the kind it refines.
+        return next(_TYPE_NAMES[kind] for kind in annotation.__mro__ if kind in _TYPE_NAMES)
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is typing.Annotated:

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from readycheck.checks.postgres import PostgresParams
 from readycheck.checks.postgres.session import REPORT_MARGIN_SECONDS, with_session
-from readycheck.params import INPUT_FILE
+from readycheck.params import INPUT_FILE, profile_path
 from readycheck.registry import check
 from readycheck.results import Outcome
 from readycheck.units import Duration, format_duration_ms
@@ -66,6 +66,28 @@ class HeadParams(PostgresParams):
         description="Accept scripts with several heads (branches not merged); the database "
         "must then be at every head.",
     )
+
+    @field_validator("script_location")
+    @classmethod
+    def _scripts_folder_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
+        path = profile_path(value, info) if value else None
+        if path is not None and not path.is_dir():
+            what = "is a file, not a folder" if path.exists() else "does not exist"
+            raise ValueError(
+                f"{value} {what}: name the Alembic scripts folder (the one holding env.py "
+                "and versions/), relative to the profile's folder"
+            )
+        return value
+
+    @field_validator("config")
+    @classmethod
+    def _config_names_scripts(cls, value: str | None, info: ValidationInfo) -> str | None:
+        path = profile_path(value, info) if value else None
+        if path is not None:
+            problem = _ini_problem(path)
+            if problem:
+                raise ValueError(f"{value} {problem}")
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> HeadParams:
@@ -181,12 +203,41 @@ def _anchor_script_location(config: Config, folder: Path) -> None:
     location = config.get_main_option("script_location")
     if not location:
         raise ValueError("the alembic.ini has no script_location")
-    # "package:folder" names a package resource, which Alembic resolves itself.
-    if ":" in location and not Path(location).is_absolute():
-        return
-    candidate = folder / location
-    if not Path(location).is_absolute() and candidate.is_dir():
-        config.set_main_option("script_location", _escaped(str(candidate)))
+    scripts = _scripts_folder(location, folder)
+    if scripts is not None and scripts.is_dir():
+        config.set_main_option("script_location", _escaped(str(scripts)))
+
+
+def _scripts_folder(location: str, ini_folder: Path) -> Path | None:
+    """The folder an alembic.ini's script_location names: taken from the ini's folder
+    when there is one there (as `alembic` run from that folder would), else as written;
+    None for "package:folder", a package resource Alembic resolves itself."""
+    path = Path(location)
+    if ":" in location and not path.is_absolute():
+        return None
+    return ini_folder / path if not path.is_absolute() and (ini_folder / path).is_dir() else path
+
+
+def _ini_problem(ini: Path) -> str | None:
+    """What keeps an alembic.ini from naming a scripts folder, read without Alembic (this
+    runs when the profile loads). Its text is never quoted: it may hold sqlalchemy.url."""
+    import configparser
+
+    if not ini.is_file():
+        return "does not exist" if not ini.exists() else "is not a file"
+    parser = configparser.ConfigParser(defaults={"here": str(ini.parent)})
+    try:
+        parser.read(ini, encoding="utf-8")
+        location = parser.get("alembic", "script_location", fallback=None)
+    except (configparser.Error, OSError, UnicodeDecodeError):
+        return "cannot be read as an ini file with an [alembic] section"
+    if not location:
+        return "has no script_location in its [alembic] section"
+    scripts = _scripts_folder(location, ini.parent)
+    if scripts is not None and not scripts.is_dir():
+        where = "" if Path(location).is_absolute() else " (relative to the ini's folder)"
+        return f"names script_location {location}, which is not a folder{where}"
+    return None
 
 
 def _escaped(value: str) -> str:

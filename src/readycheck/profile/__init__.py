@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from readycheck.errors import Problem, ProfileError
 from readycheck.gate import CheckRule
 from readycheck.interpolation import Interpolator
+from readycheck.params import PROFILE_DIR
 from readycheck.profile.files import read_chain
 from readycheck.profile.models import (
     CheckSpecModel,
@@ -91,7 +92,9 @@ def load_profile(
 
     model, specs, waiver_specs = _validate(raw, problems)
     secrets = set(interpolator.secrets)
-    checks = _plan_checks(specs, model.defaults, raw, registry, secrets, problems)
+    checks = _plan_checks(
+        specs, model.defaults, raw, registry, secrets, problems, main_path.resolve().parent
+    )
     ids = _check_ids(raw)
     waivers = _waivers(waiver_specs, ids, raw, problems, expired_waivers_on)
     _check_needs(specs, ids, raw, problems)
@@ -206,6 +209,7 @@ def _plan_checks(
     registry: Registry,
     secrets: set[str],
     problems: list[Problem],
+    profile_dir: Path,
 ) -> list[PlannedCheck]:
     planned: list[PlannedCheck] = []
     for index, spec in specs:
@@ -218,7 +222,9 @@ def _plan_checks(
             )
             continue
         try:
-            params = check_type.params.model_validate(spec.with_)
+            params = check_type.params.model_validate(
+                spec.with_, context={PROFILE_DIR: profile_dir}
+            )
         except ValidationError as exc:
             problems.extend(problems_from(exc, raw, check_type.params, prefix=(*prefix, "with")))
             continue

@@ -38,6 +38,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, LiteralString, TypeAlias
 
+from readycheck.checks.postgres.dsn import REMEDY as DSN_REMEDY
+from readycheck.checks.postgres.dsn import DsnError, PostgresDsn
+from readycheck.checks.postgres.dsn import parse as parse_dsn
+from readycheck.checks.postgres.dsn import problem as dsn_problem
 from readycheck.results import Outcome
 from readycheck.units import Duration
 
@@ -51,7 +55,6 @@ if TYPE_CHECKING:
 
     from readycheck.checks.postgres import PostgresParams
     from readycheck.context import Context
-    from readycheck.params import SecretDsn
     from readycheck.redact import Redactor
 
 APPLICATION_NAME = "readycheck"
@@ -66,7 +69,6 @@ MIN_TIMEOUT_MS = 100
 Row = tuple[Any, ...]
 
 _QUOTED = re.compile(r'"([^"]*)"')
-_OPTION_NAME = re.compile(r'connection option "([a-z_]+)"')
 
 
 class SessionFailure(Exception):
@@ -153,24 +155,27 @@ class Session:
         limits: Limits,
         startup_options: bool,
         connect_ms: float,
+        dsn_reading: str | None = None,
     ) -> None:
         self.connection = connection
         self.target = target
         self.limits = limits
         self.startup_options = startup_options
         self.connect_ms = connect_ms
+        self.dsn_reading = dsn_reading
 
     @property
     def notes(self) -> list[str]:
         """Evidence every check of this session should carry."""
-        if self.startup_options:
-            return []
-        return [
-            "the server refused startup options (a pooler such as PgBouncer?): every query "
-            "ran in a transaction set read-only with statement_timeout "
-            f"{self.limits.statement_timeout} and lock_timeout {self.limits.lock_timeout} "
-            "by SET LOCAL instead"
-        ]
+        notes = [f"DSN: {self.dsn_reading}"] if self.dsn_reading else []
+        if not self.startup_options:
+            notes.append(
+                "the server refused startup options (a pooler such as PgBouncer?): every "
+                "query ran in a transaction set read-only with statement_timeout "
+                f"{self.limits.statement_timeout} and lock_timeout {self.limits.lock_timeout} "
+                "by SET LOCAL instead"
+            )
+        return notes
 
     @property
     def ssl_in_use(self) -> bool:
@@ -227,7 +232,7 @@ class Session:
 
 
 async def open_session(
-    dsn: SecretDsn,
+    dsn: PostgresDsn,
     connect_timeout: Duration,
     ctx: Context,
     *,
@@ -238,14 +243,10 @@ async def open_session(
     ``startup_options=False`` skips the attempt with startup options, as after a pooler
     refused them (tests use it to exercise that path against a plain server).
     """
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict
-
     try:
-        parsed = conninfo_to_dict(dsn.reveal())
-    except psycopg.Error as exc:
+        params = parse_dsn(dsn.reveal())
+    except DsnError as exc:
         raise SessionFailure(_bad_dsn(str(exc))) from None
-    params = {key: str(value) for key, value in parsed.items() if value is not None}
     target = Target.of(params)
     limits = Limits.within(connect_timeout, ctx.remaining())
     if startup_options:
@@ -257,7 +258,7 @@ async def open_session(
 
 
 async def _connect(
-    dsn: SecretDsn,
+    dsn: PostgresDsn,
     params: Mapping[str, str],
     target: Target,
     limits: Limits,
@@ -305,6 +306,7 @@ async def _connect(
         limits=limits,
         startup_options=with_options,
         connect_ms=(time.monotonic() - started) * 1000.0,
+        dsn_reading=dsn.reading,
     )
 
 
@@ -353,37 +355,9 @@ def _no_answer(target: Target, limits: Limits) -> Outcome:
     )
 
 
-_DSN_PROBLEMS = (
-    ('missing "="', 'a key=value setting lacks its "="'),
-    ("unterminated quoted string", "a quoted value is not closed"),
-    ("unexpected spaces", "a URL may not contain spaces: percent-encode them (%20)"),
-    ("invalid uri", "the URL is malformed"),
-    ("invalid percent-encoded token", "the URL has a bad %-escape"),
-    ("invalid connection option", "it names an unknown connection option"),
-    ("invalid integer value", "a numeric setting is not a number"),
-    ("invalid port number", "the port is not a number"),
-    ("invalid sslmode value", "sslmode has an unknown value"),
-    ("invalid value for parameter", "a setting has an invalid value"),
-)
-
-
-def _dsn_problem(message: str) -> str | None:
-    """What is wrong with a DSN, rebuilt from libpq's message without echoing any of it
-    (beyond the name of a connection option, which holds no secret)."""
-    text = message.lower()
-    for needle, meaning in _DSN_PROBLEMS:
-        if needle in text:
-            option = _OPTION_NAME.search(message)
-            return f"{meaning} ({option.group(1)})" if option else meaning
-    return None
-
-
-def _bad_dsn(message: str) -> Outcome:
-    problem = _dsn_problem(message) or "libpq cannot parse it"
+def _bad_dsn(what: str) -> Outcome:
     return Outcome.errored(
-        f"the DSN is not a valid PostgreSQL connection string: {problem}",
-        remediation="Write it as postgresql://user:password@host:5432/dbname (percent-encode "
-        "special characters in the password) or as key=value pairs.",
+        f"the DSN is not a valid PostgreSQL connection string: {what}", remediation=DSN_REMEDY
     )
 
 
@@ -393,8 +367,9 @@ def connect_failure(message: str, target: Target, limits: Limits, redactor: Reda
     text = message.lower()
     where = target.address
     evidence = [f"connecting to {target}"]
-    if _dsn_problem(message) is not None:
-        return _bad_dsn(message)
+    found = dsn_problem(message)
+    if found is not None:
+        return _bad_dsn(found)
     if "password authentication failed" in text or "authentication failed" in text:
         return Outcome.failed(
             f"authentication failed for user {target.user} at {where}",
