@@ -341,14 +341,16 @@ def test_a_pool_that_fits_passes_with_the_arithmetic_in_evidence(
     assert result.metrics["usable"] == usable
     assert result.metrics["required"] == 20
     assert result.metrics["headroom"] == int(0.8 * usable) - result.metrics["backends"] - 20
-    assert "the application needs (5 + 5) x 2 workers = 20" in result.evidence
+    assert "required: the application's pools may open (5 + 5) x 2 workers = 20" in (
+        result.evidence
+    )
     assert any(line.endswith(f"= {usable} usable") for line in result.evidence)
 
 
 def test_a_pool_that_does_not_fit_fails(pg_database: PgDatabase, tmp_path: Path) -> None:
     result = _pool(tmp_path, pg_database.dsn, pool_size=20, max_overflow=10, workers=4)
     assert result.status is Status.FAIL
-    assert "+ 120 for the application exceed the" in result.summary
+    assert "other sessions + 120 required exceed the" in result.summary
     assert result.metrics["headroom"] < 0
     assert "max_connections" in (result.remediation or "")
 
