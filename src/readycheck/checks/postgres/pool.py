@@ -19,10 +19,11 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from readycheck.checks.patterns import as_list
 from readycheck.checks.postgres import PostgresParams
 from readycheck.checks.postgres.session import (
     APPLICATION_NAME,
@@ -89,35 +90,36 @@ LIMIT 50
 """
 
 
-def _one_or_many(value: object) -> object:
-    return [value] if isinstance(value, str) else value
-
-
-Names = Annotated[list[str], BeforeValidator(_one_or_many)]
-
-
 class ApplicationSessions(BaseModel):
     """Which of the server's sessions are the application's: those matching every
     criterion given."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    application_name: Names = Field(
+    application_name: str | list[str] = Field(
         default_factory=list,
         description="The application_name its connections set (a name or a list), as "
         "pg_stat_activity shows it: SQLAlchemy's connect_args, or ?application_name= in "
         "its DSN.",
     )
-    user: Names = Field(
+    user: str | list[str] = Field(
         default_factory=list,
         description="The database role it connects as (a name or a list).",
     )
 
+    @property
+    def names(self) -> list[str]:
+        return as_list(self.application_name)
+
+    @property
+    def users(self) -> list[str]:
+        return as_list(self.user)
+
     @model_validator(mode="after")
     def _something_named(self) -> ApplicationSessions:
-        if not (self.application_name or self.user):
+        if not (self.names or self.users):
             raise ValueError("name the application's sessions by application_name or user")
-        if APPLICATION_NAME in self.application_name:
+        if APPLICATION_NAME in self.names:
             raise ValueError(
                 f"{APPLICATION_NAME} is readycheck's own application_name: its sessions are "
                 "never counted; name the application's"
@@ -126,10 +128,10 @@ class ApplicationSessions(BaseModel):
 
     def __str__(self) -> str:
         parts = []
-        if self.application_name:
-            parts.append(f"application_name {', '.join(self.application_name)}")
-        if self.user:
-            parts.append(f"user {', '.join(self.user)}")
+        if self.names:
+            parts.append(f"application_name {', '.join(self.names)}")
+        if self.users:
+            parts.append(f"user {', '.join(self.users)}")
         return " and ".join(parts)
 
 
@@ -268,8 +270,8 @@ async def _evaluate(p: PoolParams, session: Session, ctx: Context) -> Outcome:
             **ages,
             "ours": APPLICATION_NAME,
             "identified": named is not None,
-            "names": list(named.application_name) if named else [],
-            "users": list(named.user) if named else [],
+            "names": named.names if named else [],
+            "users": named.users if named else [],
         },
     )
     sessions = Sessions(ours, application, other, other_here, hidden)
