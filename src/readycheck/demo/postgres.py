@@ -441,6 +441,22 @@ class PostgresServer:
         replica.server_version_num = self.server_version_num
         return replica
 
+    def dump(self, path: Path) -> None:
+        """pg_dump the ``app`` database into ``path`` (custom format), as a nightly backup
+        job would: the demo's postgres.backups check reads its age."""
+        run_tool(
+            [
+                self.bindir / "pg_dump",
+                "--format=custom",
+                f"--file={path}",
+                # No password on the command line, where ps would show it.
+                self.dsn(password=""),
+            ],
+            log_path=path.with_name(f"{path.name}.log"),
+            account=None,
+            env={**_server_environment(), "PGPASSWORD": self.app_password},
+        )
+
     def dsn(
         self,
         *,
