@@ -236,40 +236,35 @@ def _pgbackrest(tmp_path: Path, dsn: str, command: list[str], max_age: str = "26
     )
 
 
-def test_a_recent_pgbackrest_full_backup_passes(
-    pg_database: PgDatabase, tmp_path: Path, tool: ToolMaker
+@pytest.mark.parametrize(
+    ("full_hours_ago", "status", "summary"),
+    [
+        (5, Status.PASS, "last full backup: pgbackrest main 20240101-010000F, 5.0 h ago"),
+        (50, Status.FAIL, "the last full backup is 2.1 days old (limit 26h)"),
+    ],
+)
+def test_the_last_pgbackrest_full_backup_is_judged_however_recent_the_incremental(
+    pg_database: PgDatabase,
+    tmp_path: Path,
+    tool: ToolMaker,
+    full_hours_ago: int,
+    status: Status,
+    summary: str,
 ) -> None:
     now = time.time()
     command = tool(
         _pgbackrest_info(
             "main",
-            ("20240101-010000F", "full", now - 5 * HOUR),
-            ("20240101-010000F_20240101-060000I", "incr", now - HOUR),
-        )
-    )
-    result = _pgbackrest(tmp_path, pg_database.dsn, command)
-    assert result.status is Status.PASS, result.summary
-    assert result.summary.startswith(
-        "last full backup: pgbackrest main 20240101-010000F, 5.0 h ago"
-    )
-    assert (tmp_path / "args").read_text().split() == ["--stanza=main", "--output=json", "info"]
-    assert 4.9 * HOUR < result.metrics["last_full_backup_age_s"] < 5.1 * HOUR
-
-
-def test_an_old_pgbackrest_full_backup_fails_however_recent_the_incremental(
-    pg_database: PgDatabase, tmp_path: Path, tool: ToolMaker
-) -> None:
-    now = time.time()
-    command = tool(
-        _pgbackrest_info(
-            "main",
-            ("20240101-010000F", "full", now - 50 * HOUR),
+            ("20240101-010000F", "full", now - full_hours_ago * HOUR),
             ("20240101-010000F_20240103-010000I", "incr", now - HOUR),
         )
     )
     result = _pgbackrest(tmp_path, pg_database.dsn, command)
-    assert result.status is Status.FAIL
-    assert result.summary == "the last full backup is 2.1 days old (limit 26h)"
+    assert result.status is status, result.summary
+    assert result.summary.startswith(summary)
+    assert (tmp_path / "args").read_text().split() == ["--stanza=main", "--output=json", "info"]
+    age = result.metrics["last_full_backup_age_s"]
+    assert (full_hours_ago - 0.1) * HOUR < age < (full_hours_ago + 0.1) * HOUR
 
 
 def test_a_stanza_with_no_backup_fails(
