@@ -33,6 +33,11 @@ if TYPE_CHECKING:
     from readycheck.checks.postgres.session import Row, Session
     from readycheck.context import Context
 
+# How long a standby over a lag budget is given to replay what it had already received
+# before the budget counts: enough to tell a first transaction after an idle spell from
+# a standby that does not keep up.
+REPLAY_GRACE_SECONDS = 2.0
+
 
 class ReplicationParams(PostgresParams):
     role: Literal["auto", "primary", "standby"] = Field(
@@ -212,8 +217,9 @@ async def _standby(p: ReplicationParams, session: Session, found: Findings) -> N
         " extract(epoch FROM now() - last_msg_receipt_time)::float8 FROM pg_stat_wal_receiver"
     )
     status, host, port, silent_s = receivers[0] if receivers else (None, None, None, None)
-    received_not_replayed, replay_age_s, paused = await session.fetchone(
-        "SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()),"
+    received, received_not_replayed, replay_age_s, paused = await session.fetchone(
+        "SELECT pg_last_wal_receive_lsn()::text,"
+        " pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()),"
         " extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8,"
         " pg_is_wal_replay_paused()"
     )
@@ -250,6 +256,18 @@ async def _standby(p: ReplicationParams, session: Session, found: Findings) -> N
     if paused:
         found.problems.append("replay is paused (pg_wal_replay_pause())")
         found.remedies.append("Resume it with SELECT pg_wal_replay_resume().")
+    over = delay > p.max_replay_lag.seconds or pending > p.max_lag_bytes.bytes
+    if over and not paused and received is not None:
+        # The delay is an upper bound: after an idle spell, the last transaction replayed is
+        # old while the first new one is on its way. A standby that replays what it had
+        # received within a moment is keeping up, whatever the bound said.
+        caught_up_ms = await _replays_up_to(session, str(received))
+        if caught_up_ms is not None:
+            found.evidence.append(
+                f"replayed all it had received within {format_duration_ms(caught_up_ms)}: "
+                "keeping up"
+            )
+            return
     if delay > p.max_replay_lag.seconds:
         found.problems.append(
             f"replay is {format_duration_ms(delay * 1000)} behind (limit {p.max_replay_lag})"
@@ -258,6 +276,22 @@ async def _standby(p: ReplicationParams, session: Session, found: Findings) -> N
         found.problems.append(
             f"{format_bytes(pending)} of WAL received and not replayed (limit {p.max_lag_bytes})"
         )
+
+
+async def _replays_up_to(session: Session, position: str) -> float | None:
+    """Milliseconds until replay passes ``position``, or None if not within the grace."""
+    import asyncio
+    import time
+
+    started = time.monotonic()
+    while time.monotonic() - started < REPLAY_GRACE_SECONDS:
+        (done,) = await session.fetchone(
+            "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (position,)
+        )
+        if done:
+            return (time.monotonic() - started) * 1000.0
+        await asyncio.sleep(0.1)
+    return None
 
 
 async def _slots(budget: Size, role: str, session: Session, found: Findings) -> None:
