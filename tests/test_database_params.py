@@ -23,6 +23,7 @@ TYPES = {
     "postgres.pool": "readycheck.checks.postgres.pool",
     "postgres.schema": "readycheck.checks.postgres.schema",
     "postgres.indexes": "readycheck.checks.postgres.indexes",
+    "postgres.query": "readycheck.checks.postgres.query",
     "alembic.head": "readycheck.checks.alembic",
     "redis.ping": "readycheck.checks.redis",
 }
@@ -137,7 +138,7 @@ def test_the_example_profile_is_ready_against_a_migrated_database(
     document = json.loads(output.read_text())
     statuses = {check["id"]: check["status"] for check in document["checks"]}
     assert statuses == dict.fromkeys(
-        ["db", "pool", "migrations", "schema", "indexes", "cache"], "PASS"
+        ["db", "pool", "migrations", "schema", "indexes", "no-negative-totals", "cache"], "PASS"
     ), result.output
     assert result.exit_code == 0
     assert pg_database.server.app_password not in output.read_text() + result.output

@@ -8,7 +8,9 @@ import re
 import shlex
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field, model_validator
@@ -172,10 +174,94 @@ async def command(p: CommandParams, ctx: Context) -> Outcome:
         return Outcome.errored(f"working directory {cwd} does not exist")
     env = {**os.environ, **p.env} if p.inherit_env else dict(p.env)
     # Leave a little of the check's time to kill the command and report what it printed.
-    limit = max(0.1, ctx.remaining() - 0.5)
+    limit = ctx.remaining() - 0.5
     if p.timeout is not None:
         limit = min(limit, p.timeout.seconds)
+    try:
+        ran = await run_program(argv, cwd=cwd, env=env, limit=limit, max_output=p.max_output)
+    except ProgramNotStarted as failure:
+        return failure.outcome
 
+    text = ran.output
+    tail = [line for line in text.splitlines() if line.strip()][-p.evidence_lines :]
+    shown = [f"> {line}" for line in tail] if p.evidence_lines else []
+    metrics: dict[str, float] = {"output_bytes": ran.total_bytes, "elapsed_ms": ran.elapsed_ms}
+    truncated = ran.truncation_notes
+    if ran.returncode is None:
+        return Outcome.failed(
+            f"{p.display} did not finish within {Duration(round(ran.limit, 3))}",
+            evidence=[*truncated, *shown],
+            metrics=metrics,
+            remediation="Find out why the command hangs, or raise its timeout.",
+        )
+
+    code = ran.returncode
+    metrics["exit_code"] = code
+    expected = as_list_int(p.expect_exit)
+    status_text = describe_exit(code)
+    evidence = [f"{status_text} (expected {' or '.join(map(str, expected))})", *truncated]
+    problems: list[str] = []
+    if code not in expected:
+        problems.append(status_text)
+    lines = await asyncio.to_thread(
+        match_lines, text, [*as_list(p.contains), *as_list(p.not_contains)]
+    )
+    for pattern in as_list(p.contains):
+        line = lines[pattern]
+        if line is None:
+            problems.append(f"output does not match '{pattern}'")
+        else:
+            evidence.append(f"output matches '{pattern}' (line {line})")
+    for pattern in as_list(p.not_contains):
+        line = lines[pattern]
+        if line is not None:
+            problems.append(f"output line {line} matches forbidden '{pattern}'")
+    evidence.extend(shown)
+    if problems:
+        return Outcome.failed(
+            f"{p.display}: {'; '.join(problems)}", evidence=evidence, metrics=metrics
+        )
+    return Outcome.passed(f"{p.display}: {status_text}", evidence=evidence, metrics=metrics)
+
+
+class ProgramNotStarted(Exception):
+    """The program could not be started; ``outcome`` says why."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.summary)
+        self.outcome = outcome
+
+
+@dataclass(frozen=True)
+class ProgramRun:
+    """How a program ended and what it printed (stdout and stderr together)."""
+
+    returncode: int | None
+    """Its exit status (negative: killed by that signal); None when it ran out of time."""
+    output: str
+    """The last ``max_output`` bytes it printed, decoded, control characters removed."""
+    total_bytes: int
+    max_output: Size
+    limit: float
+    """The time it was given, in seconds."""
+    elapsed_ms: float
+
+    @property
+    def truncation_notes(self) -> list[str]:
+        if self.total_bytes <= self.max_output.bytes:
+            return []
+        return [f"output was {self.total_bytes} bytes; only the last {self.max_output} were kept"]
+
+
+async def run_program(
+    argv: list[str], *, cwd: Path, env: Mapping[str, str], limit: float, max_output: Size
+) -> ProgramRun:
+    """Run ``argv`` (no shell) in its own process group, at most ``limit`` seconds (then
+    it and its children are ended), keeping the end of its output; raise
+    :class:`ProgramNotStarted` when it cannot be started. Nothing it started outlives it."""
+    import asyncio  # imported when a command runs: `validate` does not need an event loop
+
+    limit = max(0.1, limit)
     started = time.monotonic()
     # The output goes to a pipe of our own rather than asyncio's: asyncio's process
     # transport waits for its pipes to close before it reports the exit, and a child the
@@ -185,7 +271,7 @@ async def command(p: CommandParams, ctx: Context) -> Outcome:
         process = await asyncio.create_subprocess_exec(
             *argv,
             cwd=cwd,
-            env=env,
+            env=dict(env),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=write_fd,
             stderr=write_fd,
@@ -193,21 +279,27 @@ async def command(p: CommandParams, ctx: Context) -> Outcome:
         )
     except FileNotFoundError:
         os.close(read_fd)
-        return Outcome.failed(
-            f"command not found: {argv[0]}",
-            remediation=f"Install {argv[0]} or fix the path in argv.",
-        )
+        raise ProgramNotStarted(
+            Outcome.failed(
+                f"command not found: {argv[0]}",
+                remediation=f"Install {argv[0]} or fix the path in argv.",
+            )
+        ) from None
     except PermissionError:
         os.close(read_fd)
-        return Outcome.failed(f"{argv[0]} is not executable (permission denied)")
+        raise ProgramNotStarted(
+            Outcome.failed(f"{argv[0]} is not executable (permission denied)")
+        ) from None
     except OSError as exc:
         os.close(read_fd)
-        return Outcome.failed(f"{argv[0]} could not be started: {exc.strerror or exc}")
+        raise ProgramNotStarted(
+            Outcome.failed(f"{argv[0]} could not be started: {exc.strerror or exc}")
+        ) from None
     finally:
         os.close(write_fd)
     children.started(process.pid)
 
-    output = _Tail(p.max_output.bytes)
+    output = _Tail(max_output.bytes)
     stream = asyncio.StreamReader()
     transport, _ = await asyncio.get_running_loop().connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(stream), os.fdopen(read_fd, "rb", buffering=0)
@@ -237,60 +329,21 @@ async def command(p: CommandParams, ctx: Context) -> Outcome:
             # Reap it before the loop closes, or asyncio reports the exit to a closed loop.
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(process.wait()), _KILL_GRACE_SECONDS)
-    elapsed_ms = (time.monotonic() - started) * 1000.0
-
-    text = output.text()
-    tail = [line for line in text.splitlines() if line.strip()][-p.evidence_lines :]
-    shown = [f"> {line}" for line in tail] if p.evidence_lines else []
-    metrics: dict[str, float] = {"output_bytes": output.total, "elapsed_ms": round(elapsed_ms, 1)}
-    truncated = (
-        [f"output was {output.total} bytes; only the last {p.max_output} were kept"]
-        if output.total > p.max_output.bytes
-        else []
+    return ProgramRun(
+        returncode=None if timed_out else process.returncode,
+        output=output.text(),
+        total_bytes=output.total,
+        max_output=max_output,
+        limit=limit,
+        elapsed_ms=round((time.monotonic() - started) * 1000.0, 1),
     )
-    if timed_out:
-        return Outcome.failed(
-            f"{p.display} did not finish within {Duration(round(limit, 3))}",
-            evidence=[*truncated, *shown],
-            metrics=metrics,
-            remediation="Find out why the command hangs, or raise its timeout.",
-        )
-
-    code = process.returncode
-    assert code is not None
-    metrics["exit_code"] = code
-    expected = as_list_int(p.expect_exit)
-    status_text = _describe_exit(code)
-    evidence = [f"{status_text} (expected {' or '.join(map(str, expected))})", *truncated]
-    problems: list[str] = []
-    if code not in expected:
-        problems.append(status_text)
-    lines = await asyncio.to_thread(
-        match_lines, text, [*as_list(p.contains), *as_list(p.not_contains)]
-    )
-    for pattern in as_list(p.contains):
-        line = lines[pattern]
-        if line is None:
-            problems.append(f"output does not match '{pattern}'")
-        else:
-            evidence.append(f"output matches '{pattern}' (line {line})")
-    for pattern in as_list(p.not_contains):
-        line = lines[pattern]
-        if line is not None:
-            problems.append(f"output line {line} matches forbidden '{pattern}'")
-    evidence.extend(shown)
-    if problems:
-        return Outcome.failed(
-            f"{p.display}: {'; '.join(problems)}", evidence=evidence, metrics=metrics
-        )
-    return Outcome.passed(f"{p.display}: {status_text}", evidence=evidence, metrics=metrics)
 
 
 def as_list_int(value: int | list[int]) -> list[int]:
     return [value] if isinstance(value, int) else list(value)
 
 
-def _describe_exit(code: int) -> str:
+def describe_exit(code: int) -> str:
     if code < 0:
         with contextlib.suppress(ValueError):
             return f"killed by {signal.Signals(-code).name}"

@@ -7,7 +7,8 @@ What ``running()`` sets up, all on 127.0.0.1, and takes down again on the way ou
 
     work dir         readycheck-demo-<pid>-* in the temp dir: TLS files, service.env,
                      service.log, a copy of migrations/ (Alembic writes __pycache__
-                     next to the scripts it reads, so never into the package)
+                     next to the scripts it reads, so never into the package), and
+                     backups/app.dump, a pg_dump taken once migrated (the "nightly" backup)
     PostgreSQL       postgres.PostgresServer, migrated to all but the last revision
                      (all of them with fix=True)
     Redis            redis.RedisServer
@@ -186,6 +187,8 @@ def _start(stack: contextlib.ExitStack, *, fix: bool) -> tuple[DemoRun, dict[str
         MIGRATIONS, work / "migrations", ignore=shutil.ignore_patterns("__pycache__")
     )
     _migrate(postgres.dsn(), scripts, fix=fix)
+    (work / "backups").mkdir()
+    postgres.dump(work / "backups" / "app.dump")
     service.wait_until_ready()
 
     environ = {

@@ -258,17 +258,25 @@ class PostgresServer:
         """The CA clients trust (``tls.ca_file``) and the server's files, when SSL is on."""
 
     @classmethod
-    def start(cls, *, label: str, timeout: float = 30.0, tls: bool = False) -> Self:
+    def start(
+        cls,
+        *,
+        label: str,
+        timeout: float = 30.0,
+        tls: bool = False,
+        settings: Mapping[str, str] | None = None,
+    ) -> Self:
         """initdb a new cluster in a temp dir, start it, and create the ``app`` role.
 
         ``label`` names the owner in the temp dir's name (``demo``, ``test``). ``tls``
         turns SSL on with a new certificate for 127.0.0.1 (clients may still connect
-        without SSL, as sslmode=prefer and disable do).
+        without SSL, as sslmode=prefer and disable do). ``settings`` are more server
+        settings (``archive_mode``, say).
         """
         account = unprivileged_account()
         root = private_temp_dir(f"{label}-pg", account)
         try:
-            server = cls._start_in(root, account, timeout, tls=tls)
+            server = cls._start_in(root, account, timeout, tls=tls, settings=settings or {})
         except BaseException:
             shutil.rmtree(root, ignore_errors=True)
             raise
@@ -276,7 +284,15 @@ class PostgresServer:
         return server
 
     @classmethod
-    def _start_in(cls, root: Path, account: Account | None, timeout: float, *, tls: bool) -> Self:
+    def _start_in(
+        cls,
+        root: Path,
+        account: Account | None,
+        timeout: float,
+        *,
+        tls: bool,
+        settings: Mapping[str, str],
+    ) -> Self:
         env = _server_environment()
         found = find_postgres_bindir()
         if tls and not ssl_supported(found):
@@ -309,7 +325,7 @@ class PostgresServer:
             env=env,
         )
         password_file.unlink()
-        settings: dict[str, str] = {}
+        settings = dict(settings)
         tls_files = _issue_certificate(root / "tls", account) if tls else None
         if tls_files is not None:
             settings |= {
@@ -353,19 +369,22 @@ class PostgresServer:
         rows = self.execute("SELECT current_setting('server_version_num')::int")
         self.server_version_num = rows[0][0]
 
-    def start_replica(self, *, label: str, timeout: float = 30.0) -> Self:
+    def start_replica(
+        self, *, label: str, timeout: float = 30.0, settings: Mapping[str, str] | None = None
+    ) -> Self:
         """A streaming standby of this server, returned once it answers in recovery.
 
         pg_basebackup -R copies the cluster (roles, passwords and databases included) into a
         temp dir of its own and points it at this server as the superuser; initdb's
         pg_hba.conf already lets that role make replication connections from 127.0.0.1, and
         wal_level's default (replica) is enough. Stop the replica before this server: a
-        standby whose primary is gone keeps retrying, but stops just the same.
+        standby whose primary is gone keeps retrying, but stops just the same. ``settings``
+        are more server settings (``cluster_name`` names it in pg_stat_replication).
         """
         account = unprivileged_account()
         root = private_temp_dir(f"{label}-pg-replica", account)
         try:
-            replica = self._start_replica_in(root, account, timeout)
+            replica = self._start_replica_in(root, account, timeout, settings or {})
         except BaseException:
             shutil.rmtree(root, ignore_errors=True)
             raise
@@ -373,7 +392,9 @@ class PostgresServer:
         atexit.register(replica.stop)
         return replica
 
-    def _start_replica_in(self, root: Path, account: Account | None, timeout: float) -> Self:
+    def _start_replica_in(
+        self, root: Path, account: Account | None, timeout: float, settings: Mapping[str, str]
+    ) -> Self:
         socket_dir = root / "socket"
         socket_dir.mkdir()
         if account is not None:
@@ -400,7 +421,9 @@ class PostgresServer:
             env={**env, "PGPASSWORD": self.superuser_password},
         )
         port, process = start_on_free_port(
-            lambda port: _launch(self.bindir, root, port, account=account, env=env, settings={}),
+            lambda port: _launch(
+                self.bindir, root, port, account=account, env=env, settings=settings
+            ),
             lambda port: _answers(
                 libpq_url(SUPERUSER, self.superuser_password, port, "postgres"), in_recovery=True
             ),
@@ -417,6 +440,22 @@ class PostgresServer:
         )
         replica.server_version_num = self.server_version_num
         return replica
+
+    def dump(self, path: Path) -> None:
+        """pg_dump the ``app`` database into ``path`` (custom format), as a nightly backup
+        job would: the demo's postgres.backups check reads its age."""
+        run_tool(
+            [
+                self.bindir / "pg_dump",
+                "--format=custom",
+                f"--file={path}",
+                # No password on the command line, where ps would show it.
+                self.dsn(password=""),
+            ],
+            log_path=path.with_name(f"{path.name}.log"),
+            account=None,
+            env={**_server_environment(), "PGPASSWORD": self.app_password},
+        )
 
     def dsn(
         self,

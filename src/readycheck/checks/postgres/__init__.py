@@ -1,4 +1,5 @@
-"""PostgreSQL: connectivity, pool headroom, schema objects and indexes.
+"""PostgreSQL: connectivity, pool headroom, schema objects, indexes, SQL assertions,
+replication and backups.
 
 Every check opens its own session, and every session is safe to point at production:
 read-only (``default_transaction_read_only`` in the startup options: psycopg's

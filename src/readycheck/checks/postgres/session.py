@@ -34,7 +34,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, LiteralString, TypeAlias
 
@@ -194,6 +194,14 @@ class Session:
         """
         if self.startup_options and not settings:
             return await self._rows(query, params)
+        async with self.transaction():
+            await self._set_local(settings or {})
+            return await self._rows(query, params)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """A transaction as safe as the session: read-only, with its timeouts, whether the
+        server took them as startup options or they must be set in each transaction."""
         async with self.connection.transaction():
             if not self.startup_options:
                 await self.connection.execute("SET TRANSACTION READ ONLY")
@@ -203,8 +211,7 @@ class Session:
                         "lock_timeout": str(self.limits.lock_ms),
                     }
                 )
-            await self._set_local(settings or {})
-            return await self._rows(query, params)
+            yield
 
     async def fetchone(self, query: Query, params: Params | None = None) -> Row:
         rows = await self.fetch(query, params)
