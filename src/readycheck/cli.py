@@ -303,6 +303,14 @@ def report_command(
     html: HtmlOpt = None,
     template: TemplateOpt = None,
     baseline: BaselineOpt = None,
+    show: Annotated[
+        bool,
+        typer.Option(
+            "--show",
+            help="Print the checks and the verdict as `run` did (the default when no output "
+            "is asked for).",
+        ),
+    ] = False,
     quiet: QuietOpt = False,
     no_ci_annotations: NoAnnotationsOpt = False,
     debug: DebugOpt = False,
@@ -323,7 +331,11 @@ def report_command(
         saved = _compared(saved, _load_baseline(baseline), baseline)
         stream = _console_stream(targets)
         reporter = console_report.ConsoleReporter(
-            stream, total=len(saved.checks), quiet=quiet, redactor=redactor
+            stream,
+            total=len(saved.checks),
+            quiet=quiet,
+            show_summary=show or not targets.asked,
+            redactor=redactor,
         )
         signals.writing()
         _exit(
@@ -739,7 +751,9 @@ def _execute(
     from readycheck.engine import Engine
     from readycheck.report.console import ConsoleReporter
 
-    reporter = ConsoleReporter(stream, total=len(loaded.checks), quiet=quiet, redactor=redactor)
+    reporter = ConsoleReporter(
+        stream, total=len(loaded.checks), title=loaded.name, quiet=quiet, redactor=redactor
+    )
     engine = Engine(loaded, options, observer=reporter, redactor=redactor)
     with reporter:
         result = _run_engine(engine, reporter)
@@ -842,7 +856,6 @@ def _publish(
     from readycheck.report import github
 
     published = targets.write(result, redactor)
-    reporter.summary(result)
     problems = list(published.failed)
     if github.enabled(os.environ):
         from readycheck.report import markdown
@@ -858,14 +871,12 @@ def _publish(
             )
         except OutputError as exc:
             problems.append(str(exc))
-    if not reporter.quiet:
-        for path in published.files():
-            reporter.console.print(f"wrote {path}", style="dim", highlight=False)
-    console = getattr(reporter.stream, "failure", None)
-    if console:
-        problems.append(f"the console's {console}")
     for message in problems:
         _print_error(message, redactor)
+    reporter.summary(result, published.files())  # the verdict line last
+    console = getattr(reporter.stream, "failure", None)
+    if console:
+        _print_error(f"the console's {console}", redactor)
     if rerender:
         return EXIT_OUTPUT_FAILED if published.failed else 0
     # Without outputs asked for, the console is the record the run was asked to leave.
