@@ -99,11 +99,15 @@ HtmlOpt = Annotated[
 ]
 TemplateOpt = Annotated[
     Optional[Path],  # noqa: UP045
-    typer.Option("--template", help="A Jinja template for --report instead of the built-in."),
+    typer.Option(
+        "--template", metavar="FILE", help="A Jinja template for --report instead of the built-in."
+    ),
 ]
 BaselineOpt = Annotated[
     Optional[Path],  # noqa: UP045
-    typer.Option("--baseline", help="An earlier run's --json file: show what changed since."),
+    typer.Option(
+        "--baseline", metavar="FILE", help="An earlier run's --json file: show what changed since."
+    ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the verdict line.")]
 NoAnnotationsOpt = Annotated[
@@ -113,6 +117,31 @@ NoAnnotationsOpt = Annotated[
         help="In GitHub Actions, do not emit ::error/::warning annotations.",
     ),
 ]
+
+
+# -- shell completion (readycheck --install-completion) ------------------------------------
+
+
+def _complete_check_types(incomplete: str) -> list[str]:
+    from readycheck import completion
+
+    return completion.check_types(incomplete)
+
+
+def _complete_stacks(incomplete: str) -> list[str]:
+    from readycheck import completion
+
+    return completion.matching(STACKS, incomplete)
+
+
+def _complete_selection(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Check ids and tag:NAME from the profile already on the command line."""
+    from readycheck import completion
+
+    # Completing an option's value, click stops parsing at that option: the profile before
+    # it is then left among the context's unparsed arguments.
+    profile = ctx.params.get("profile") or next(iter(ctx.args), None)
+    return completion.selection(Path(profile) if profile else None, incomplete)
 
 
 @app.command()
@@ -126,18 +155,31 @@ def run(
     baseline: BaselineOpt = None,
     only: Annotated[
         Optional[list[str]],  # noqa: UP045
-        typer.Option("--only", help="Run only these check ids or tag:NAME. Repeatable."),
+        typer.Option(
+            "--only",
+            metavar="ID",
+            autocompletion=_complete_selection,
+            help="Run only this check id, or tag:NAME. Repeatable.",
+        ),
     ] = None,
     skip: Annotated[
         Optional[list[str]],  # noqa: UP045
-        typer.Option("--skip", help="Skip these check ids or tag:NAME. Repeatable."),
+        typer.Option(
+            "--skip",
+            metavar="ID",
+            autocompletion=_complete_selection,
+            help="Skip this check id, or tag:NAME. Repeatable.",
+        ),
     ] = None,
     concurrency: Annotated[
-        int, typer.Option("--concurrency", min=1, max=256, help="Checks run at once.")
+        int,
+        typer.Option("--concurrency", metavar="N", min=1, max=256, help="Checks run at once."),
     ] = 8,
     deadline: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option("--deadline", help="Time limit for the whole run, e.g. 5m."),
+        typer.Option(
+            "--deadline", metavar="DURATION", help="Time limit for the whole run, e.g. 5m."
+        ),
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="WARN blocks too.")] = False,
     require_all: Annotated[
@@ -151,7 +193,9 @@ def run(
     variables: VarOpt = None,
     log_file: Annotated[
         Optional[Path],  # noqa: UP045
-        typer.Option("--log", help="Write a debug log (secrets masked) to this file."),
+        typer.Option(
+            "--log", metavar="FILE", help="Write a debug log (secrets masked) to this file."
+        ),
     ] = None,
     no_ci_annotations: NoAnnotationsOpt = False,
     debug: DebugOpt = False,
@@ -458,12 +502,14 @@ STACKS = ("fastapi-postgres", "django-postgres", "generic-http")
 def init(
     path: Annotated[
         Path,
-        typer.Argument(metavar="[PATH]", help="Where to write the profile.", show_default=True),
+        typer.Argument(metavar="PATH", help="Where to write the profile.", show_default=True),
     ] = Path("readycheck.yaml"),
     stack: Annotated[
         str,
         typer.Option(
             "--stack",
+            metavar="NAME",
+            autocompletion=_complete_stacks,
             help=f"The kind of service: {', '.join(STACKS)}.",
             show_default=True,
         ),
@@ -529,7 +575,14 @@ def list_checks() -> None:
 
 @app.command()
 def explain(
-    check_type: Annotated[str, typer.Argument(metavar="TYPE", help="A check type, e.g. command.")],
+    check_type: Annotated[
+        str,
+        typer.Argument(
+            metavar="TYPE",
+            autocompletion=_complete_check_types,
+            help="A check type, e.g. command (`readycheck checks` lists them).",
+        ),
+    ],
 ) -> None:
     """Show one check type's parameters: name, type, default and meaning."""
     with _errors_reported(False):
