@@ -647,35 +647,61 @@ def demo(
             "--fix", help="Apply the pending migration and use a strong secret: ends READY."
         ),
     ] = False,
+    directory: Annotated[
+        Path,
+        typer.Option(
+            "--dir",
+            metavar="DIR",
+            help="Where to write the outputs: a new directory, or one an earlier demo wrote.",
+        ),
+    ] = Path("readycheck-demo"),
     debug: DebugOpt = False,
 ) -> None:
     """Start a throwaway PostgreSQL, Redis and sample service on 127.0.0.1, run
     profiles/demo.yaml against them, and write readiness-report.md, results.json and
-    junit.xml here. Ends NOT_READY (exit 1) on purpose; with --fix, READY (exit 0)."""
+    junit.xml into a directory of their own. Ends NOT_READY (exit 1) on purpose; with
+    --fix, READY (exit 0)."""
     with _errors_reported(debug) as redactor, _interruptible() as signals:
         from readycheck import demo as showcase
-        from readycheck.engine import RunOptions
-        from readycheck.report.publish import Targets
 
-        targets = Targets(report=showcase.REPORT, json=showcase.RESULTS, junit=showcase.JUNIT)
-        targets.check()
-        typer.echo(showcase.announcement(fix))
-        with showcase.running(fix=fix) as session:
-            loaded = _load(session.profile, None, redactor)
-            if fix:
-                showcase.attest_rehearsal(loaded)
-            _setup_logging(debug, None, redactor)
-            options = RunOptions(debug=debug)
-            result, reporter, abandoned = _execute(
-                loaded, options, redactor, _console_stream(targets)
-            )
-            result = _recorded(result, redactor)
-            session.shield()
-            code = _publish(result, targets, reporter, redactor, annotate=False)
-        advice = showcase.next_step(fix, code)
+        created = showcase.claim(directory)
+        try:
+            code, abandoned = _demo(fix, directory, redactor, debug)
+        finally:
+            if created:
+                showcase.release(directory)  # removed if the demo ended before writing
+        advice = showcase.next_step(fix, code, directory)
         if advice:
             typer.echo(advice)
         _exit(signals.exit_code(code), abandoned=abandoned)
+
+
+def _demo(fix: bool, directory: Path, redactor: Redactor, debug: bool) -> tuple[int, bool]:
+    """The demo's run, its outputs written into ``directory``: the exit code, and whether
+    a check had to be abandoned."""
+    from readycheck import demo as showcase
+    from readycheck.engine import RunOptions
+    from readycheck.report.publish import Targets
+
+    def into(name: str) -> str:
+        return str(directory / name)
+
+    targets = Targets(
+        report=into(showcase.REPORT), json=into(showcase.RESULTS), junit=into(showcase.JUNIT)
+    )
+    targets.check()
+    typer.echo(showcase.announcement(fix, directory))
+    with showcase.running(fix=fix) as session:
+        loaded = _load(session.profile, None, redactor)
+        if fix:
+            showcase.attest_rehearsal(loaded)
+        _setup_logging(debug, None, redactor)
+        options = RunOptions(debug=debug)
+        result, reporter, abandoned = _execute(loaded, options, redactor, _console_stream(targets))
+        result = _recorded(result, redactor)
+        session.shield()
+        code = _publish(result, targets, reporter, redactor, annotate=False)
+    return code, abandoned
 
 
 # -- plumbing ------------------------------------------------------------------------------
