@@ -21,7 +21,7 @@ from rich.console import Console
 from readycheck.engine import Engine
 from readycheck.profile import PlannedCheck, load_profile
 from readycheck.report.console import ConsoleReporter
-from readycheck.report.console.progress import Heartbeat, LiveView
+from readycheck.report.console.progress import LiveView
 from readycheck.report.console.summary import cut_at_word, summary_lines
 from readycheck.results import CheckResult, RunResult, Severity, Status
 from tests.conftest import CliResult
@@ -259,23 +259,27 @@ def test_a_heartbeat_names_every_running_check_with_its_progress(
     )
     now = [0.0]
     stream = io.StringIO()
-    reporter = ConsoleReporter(stream, total=3, clock=lambda: now[0])
-    heartbeat = Heartbeat(reporter)
+    # Its own thread looks once an hour: this test calls beat() at the times it sets.
+    reporter = ConsoleReporter(stream, total=3, clock=lambda: now[0], tick=3600)
     probe, pool, done = load_profile(path).checks
-    for check in (probe, pool, done):
-        reporter.check_started(check, 1)
-    now[0] = 2.0
-    reporter.check_started(pool, 2)  # a retry starts its clock again
-    reporter.check_progress(probe, 1200, 3000, "p95 7.2 ms")
-    now[0] = 5.0
-    heartbeat.beat()
-    assert stream.getvalue() == "pool: attempt 2\n"  # nothing due yet but the retry's line
-    reporter.check_finished(_result_of(done))
-    now[0] = 30.0
-    heartbeat.beat()
-    now[0] = 45.0
-    heartbeat.beat()  # nothing new: each check is announced once, the next beat is at 60 s
-    lines = stream.getvalue().splitlines()[1:]
+    with reporter:
+        heartbeat = reporter.heartbeat
+        assert heartbeat is not None
+        for check in (probe, pool, done):
+            reporter.check_started(check, 1)
+        now[0] = 2.0
+        reporter.check_started(pool, 2)  # a retry starts its clock again
+        reporter.check_progress(probe, 1200, 3000, "p95 7.2 ms")
+        now[0] = 5.0
+        heartbeat.beat()
+        # Nothing due yet but the start of the run and the retry.
+        assert stream.getvalue() == "readycheck: running 3 checks\npool: attempt 2\n"
+        reporter.check_finished(_result_of(done))
+        now[0] = 30.0
+        heartbeat.beat()
+        now[0] = 45.0
+        heartbeat.beat()  # nothing new: each check is announced once, the next beat at 60 s
+    lines = stream.getvalue().splitlines()[2:]
     assert lines[:2] == [
         "probe: still running after 30 s (1,200/3,000, p95 7.2 ms)",
         "pool: still running after 28 s",

@@ -266,11 +266,21 @@ def watch(
     template: TemplateOpt = None,
     only: Annotated[
         Optional[list[str]],  # noqa: UP045
-        typer.Option("--only", metavar="ID", help="Watch only these check ids or tag:NAME."),
+        typer.Option(
+            "--only",
+            metavar="ID",
+            autocompletion=_complete_selection,
+            help="Watch only this check id, or tag:NAME. Repeatable.",
+        ),
     ] = None,
     skip: Annotated[
         Optional[list[str]],  # noqa: UP045
-        typer.Option("--skip", metavar="ID", help="Leave out these check ids or tag:NAME."),
+        typer.Option(
+            "--skip",
+            metavar="ID",
+            autocompletion=_complete_selection,
+            help="Leave out this check id, or tag:NAME. Repeatable.",
+        ),
     ] = None,
     concurrency: Annotated[
         int, typer.Option("--concurrency", metavar="N", min=1, max=256, help="Checks at once.")

@@ -82,7 +82,7 @@ class ConsoleReporter:
         self.lock = threading.Lock()
         self.live: Live | None = None
         self.heartbeat: Heartbeat | None = None
-        self.said_start = False
+        self.begun = False
         self._console: Console | None = None
 
     @property
@@ -118,10 +118,6 @@ class ConsoleReporter:
         else:
             from readycheck.report.console.progress import Heartbeat
 
-            of = f" of {self.title}" if self.title else ""
-            checks = "check" if self.total == 1 else "checks"
-            self.say(f"readycheck: running {self.total} {checks}{of}")
-            self.said_start = True
             self.heartbeat = Heartbeat(self, self.tick)
             self.heartbeat.start()
         return self
@@ -141,8 +137,16 @@ class ConsoleReporter:
 
     def check_started(self, check: PlannedCheck, attempt: int) -> None:
         with self.lock:
+            first = not self.begun
+            self.begun = True
             self.running[check.id] = Running(check, attempt, self.clock())
-        if attempt > 1 and self.live is None and not self.quiet:
+        if self.heartbeat is None:
+            return
+        if first:  # said once the engine runs (and a Ctrl-C is an interruption, not a crash)
+            of = f" of {self.title}" if self.title else ""
+            checks = "check" if self.total == 1 else "checks"
+            self.say(f"readycheck: running {self.total} {checks}{of}")
+        if attempt > 1:
             self.say(f"{check.id}: attempt {attempt}")
 
     def check_progress(self, check: PlannedCheck, done: int, total: int | None, note: str) -> None:
@@ -199,10 +203,8 @@ class ConsoleReporter:
         if self.quiet:
             self.print_lines(wrap(verdict_line(result), self.console.width, indent=2))
             return
-        lines = summary_lines(self.console, result, self.redactor, written)
-        if self.said_start:  # apart from the progress lines above
-            lines.insert(0, _dim(""))
-        self.print_lines(lines)
+        # A blank line first: apart from the progress or round lines above.
+        self.print_lines([_dim(""), *summary_lines(self.console, result, self.redactor, written)])
 
 
 def _dim(text: str) -> Text:
