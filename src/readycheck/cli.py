@@ -99,11 +99,15 @@ HtmlOpt = Annotated[
 ]
 TemplateOpt = Annotated[
     Optional[Path],  # noqa: UP045
-    typer.Option("--template", help="A Jinja template for --report instead of the built-in."),
+    typer.Option(
+        "--template", metavar="FILE", help="A Jinja template for --report instead of the built-in."
+    ),
 ]
 BaselineOpt = Annotated[
     Optional[Path],  # noqa: UP045
-    typer.Option("--baseline", help="An earlier run's --json file: show what changed since."),
+    typer.Option(
+        "--baseline", metavar="FILE", help="An earlier run's --json file: show what changed since."
+    ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the verdict line.")]
 NoAnnotationsOpt = Annotated[
@@ -113,6 +117,31 @@ NoAnnotationsOpt = Annotated[
         help="In GitHub Actions, do not emit ::error/::warning annotations.",
     ),
 ]
+
+
+# -- shell completion (readycheck --install-completion) ------------------------------------
+
+
+def _complete_check_types(incomplete: str) -> list[str]:
+    from readycheck import completion
+
+    return completion.check_types(incomplete)
+
+
+def _complete_stacks(incomplete: str) -> list[str]:
+    from readycheck import completion
+
+    return completion.matching(STACKS, incomplete)
+
+
+def _complete_selection(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Check ids and tag:NAME from the profile already on the command line."""
+    from readycheck import completion
+
+    # Completing an option's value, click stops parsing at that option: the profile before
+    # it is then left among the context's unparsed arguments.
+    profile = ctx.params.get("profile") or next(iter(ctx.args), None)
+    return completion.selection(Path(profile) if profile else None, incomplete)
 
 
 @app.command()
@@ -126,18 +155,31 @@ def run(
     baseline: BaselineOpt = None,
     only: Annotated[
         Optional[list[str]],  # noqa: UP045
-        typer.Option("--only", help="Run only these check ids or tag:NAME. Repeatable."),
+        typer.Option(
+            "--only",
+            metavar="ID",
+            autocompletion=_complete_selection,
+            help="Run only this check id, or tag:NAME. Repeatable.",
+        ),
     ] = None,
     skip: Annotated[
         Optional[list[str]],  # noqa: UP045
-        typer.Option("--skip", help="Skip these check ids or tag:NAME. Repeatable."),
+        typer.Option(
+            "--skip",
+            metavar="ID",
+            autocompletion=_complete_selection,
+            help="Skip this check id, or tag:NAME. Repeatable.",
+        ),
     ] = None,
     concurrency: Annotated[
-        int, typer.Option("--concurrency", min=1, max=256, help="Checks run at once.")
+        int,
+        typer.Option("--concurrency", metavar="N", min=1, max=256, help="Checks run at once."),
     ] = 8,
     deadline: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option("--deadline", help="Time limit for the whole run, e.g. 5m."),
+        typer.Option(
+            "--deadline", metavar="DURATION", help="Time limit for the whole run, e.g. 5m."
+        ),
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="WARN blocks too.")] = False,
     require_all: Annotated[
@@ -151,7 +193,9 @@ def run(
     variables: VarOpt = None,
     log_file: Annotated[
         Optional[Path],  # noqa: UP045
-        typer.Option("--log", help="Write a debug log (secrets masked) to this file."),
+        typer.Option(
+            "--log", metavar="FILE", help="Write a debug log (secrets masked) to this file."
+        ),
     ] = None,
     no_ci_annotations: NoAnnotationsOpt = False,
     debug: DebugOpt = False,
@@ -222,11 +266,21 @@ def watch(
     template: TemplateOpt = None,
     only: Annotated[
         Optional[list[str]],  # noqa: UP045
-        typer.Option("--only", metavar="ID", help="Watch only these check ids or tag:NAME."),
+        typer.Option(
+            "--only",
+            metavar="ID",
+            autocompletion=_complete_selection,
+            help="Watch only this check id, or tag:NAME. Repeatable.",
+        ),
     ] = None,
     skip: Annotated[
         Optional[list[str]],  # noqa: UP045
-        typer.Option("--skip", metavar="ID", help="Leave out these check ids or tag:NAME."),
+        typer.Option(
+            "--skip",
+            metavar="ID",
+            autocompletion=_complete_selection,
+            help="Leave out this check id, or tag:NAME. Repeatable.",
+        ),
     ] = None,
     concurrency: Annotated[
         int, typer.Option("--concurrency", metavar="N", min=1, max=256, help="Checks at once.")
@@ -303,6 +357,14 @@ def report_command(
     html: HtmlOpt = None,
     template: TemplateOpt = None,
     baseline: BaselineOpt = None,
+    show: Annotated[
+        bool,
+        typer.Option(
+            "--show",
+            help="Print the checks and the verdict as `run` did (the default when no output "
+            "is asked for).",
+        ),
+    ] = False,
     quiet: QuietOpt = False,
     no_ci_annotations: NoAnnotationsOpt = False,
     debug: DebugOpt = False,
@@ -323,7 +385,11 @@ def report_command(
         saved = _compared(saved, _load_baseline(baseline), baseline)
         stream = _console_stream(targets)
         reporter = console_report.ConsoleReporter(
-            stream, total=len(saved.checks), quiet=quiet, redactor=redactor
+            stream,
+            total=len(saved.checks),
+            quiet=quiet,
+            show_summary=show or not targets.asked,
+            redactor=redactor,
         )
         signals.writing()
         _exit(
@@ -446,12 +512,14 @@ STACKS = ("fastapi-postgres", "django-postgres", "generic-http")
 def init(
     path: Annotated[
         Path,
-        typer.Argument(metavar="[PATH]", help="Where to write the profile.", show_default=True),
+        typer.Argument(metavar="PATH", help="Where to write the profile.", show_default=True),
     ] = Path("readycheck.yaml"),
     stack: Annotated[
         str,
         typer.Option(
             "--stack",
+            metavar="NAME",
+            autocompletion=_complete_stacks,
             help=f"The kind of service: {', '.join(STACKS)}.",
             show_default=True,
         ),
@@ -517,7 +585,14 @@ def list_checks() -> None:
 
 @app.command()
 def explain(
-    check_type: Annotated[str, typer.Argument(metavar="TYPE", help="A check type, e.g. command.")],
+    check_type: Annotated[
+        str,
+        typer.Argument(
+            metavar="TYPE",
+            autocompletion=_complete_check_types,
+            help="A check type, e.g. command (`readycheck checks` lists them).",
+        ),
+    ],
 ) -> None:
     """Show one check type's parameters: name, type, default and meaning."""
     with _errors_reported(False):
@@ -582,35 +657,61 @@ def demo(
             "--fix", help="Apply the pending migration and use a strong secret: ends READY."
         ),
     ] = False,
+    directory: Annotated[
+        Path,
+        typer.Option(
+            "--dir",
+            metavar="DIR",
+            help="Where to write the outputs: a new directory, or one an earlier demo wrote.",
+        ),
+    ] = Path("readycheck-demo"),
     debug: DebugOpt = False,
 ) -> None:
     """Start a throwaway PostgreSQL, Redis and sample service on 127.0.0.1, run
     profiles/demo.yaml against them, and write readiness-report.md, results.json and
-    junit.xml here. Ends NOT_READY (exit 1) on purpose; with --fix, READY (exit 0)."""
+    junit.xml into a directory of their own. Ends NOT_READY (exit 1) on purpose; with
+    --fix, READY (exit 0)."""
     with _errors_reported(debug) as redactor, _interruptible() as signals:
         from readycheck import demo as showcase
-        from readycheck.engine import RunOptions
-        from readycheck.report.publish import Targets
 
-        targets = Targets(report=showcase.REPORT, json=showcase.RESULTS, junit=showcase.JUNIT)
-        targets.check()
-        typer.echo(showcase.announcement(fix))
-        with showcase.running(fix=fix) as session:
-            loaded = _load(session.profile, None, redactor)
-            if fix:
-                showcase.attest_rehearsal(loaded)
-            _setup_logging(debug, None, redactor)
-            options = RunOptions(debug=debug)
-            result, reporter, abandoned = _execute(
-                loaded, options, redactor, _console_stream(targets)
-            )
-            result = _recorded(result, redactor)
-            session.shield()
-            code = _publish(result, targets, reporter, redactor, annotate=False)
-        advice = showcase.next_step(fix, code)
+        created = showcase.claim(directory)
+        try:
+            code, abandoned = _demo(fix, directory, redactor, debug)
+        finally:
+            if created:
+                showcase.release(directory)  # removed if the demo ended before writing
+        advice = showcase.next_step(fix, code, directory)
         if advice:
             typer.echo(advice)
         _exit(signals.exit_code(code), abandoned=abandoned)
+
+
+def _demo(fix: bool, directory: Path, redactor: Redactor, debug: bool) -> tuple[int, bool]:
+    """The demo's run, its outputs written into ``directory``: the exit code, and whether
+    a check had to be abandoned."""
+    from readycheck import demo as showcase
+    from readycheck.engine import RunOptions
+    from readycheck.report.publish import Targets
+
+    def into(name: str) -> str:
+        return str(directory / name)
+
+    targets = Targets(
+        report=into(showcase.REPORT), json=into(showcase.RESULTS), junit=into(showcase.JUNIT)
+    )
+    targets.check()
+    typer.echo(showcase.announcement(fix, directory))
+    with showcase.running(fix=fix) as session:
+        loaded = _load(session.profile, None, redactor)
+        if fix:
+            showcase.attest_rehearsal(loaded)
+        _setup_logging(debug, None, redactor)
+        options = RunOptions(debug=debug)
+        result, reporter, abandoned = _execute(loaded, options, redactor, _console_stream(targets))
+        result = _recorded(result, redactor)
+        session.shield()
+        code = _publish(result, targets, reporter, redactor, annotate=False)
+    return code, abandoned
 
 
 # -- plumbing ------------------------------------------------------------------------------
@@ -739,7 +840,9 @@ def _execute(
     from readycheck.engine import Engine
     from readycheck.report.console import ConsoleReporter
 
-    reporter = ConsoleReporter(stream, total=len(loaded.checks), quiet=quiet, redactor=redactor)
+    reporter = ConsoleReporter(
+        stream, total=len(loaded.checks), title=loaded.name, quiet=quiet, redactor=redactor
+    )
     engine = Engine(loaded, options, observer=reporter, redactor=redactor)
     with reporter:
         result = _run_engine(engine, reporter)
@@ -842,7 +945,6 @@ def _publish(
     from readycheck.report import github
 
     published = targets.write(result, redactor)
-    reporter.summary(result)
     problems = list(published.failed)
     if github.enabled(os.environ):
         from readycheck.report import markdown
@@ -858,14 +960,12 @@ def _publish(
             )
         except OutputError as exc:
             problems.append(str(exc))
-    if not reporter.quiet:
-        for path in published.files():
-            reporter.console.print(f"wrote {path}", style="dim", highlight=False)
-    console = getattr(reporter.stream, "failure", None)
-    if console:
-        problems.append(f"the console's {console}")
     for message in problems:
         _print_error(message, redactor)
+    reporter.summary(result, published.files())  # the verdict line last
+    console = getattr(reporter.stream, "failure", None)
+    if console:
+        _print_error(f"the console's {console}", redactor)
     if rerender:
         return EXIT_OUTPUT_FAILED if published.failed else 0
     # Without outputs asked for, the console is the record the run was asked to leave.

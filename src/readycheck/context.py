@@ -73,10 +73,19 @@ class Context:
     """The digest of the profile being run (what an attestation was made for)."""
     release: str | None = None
     """The release being gated (``signoff.release``), when the profile names one."""
+    on_progress: Callable[[int, int | None, str], None] | None = None
+    """Where ``progress()`` goes: the engine's observer (the console), or nowhere."""
 
     def remaining(self) -> float:
         """Seconds left before this attempt's timeout (never negative)."""
         return max(0.0, self.deadline - time.monotonic())
+
+    def progress(self, done: int, total: int | None = None, note: str = "") -> None:
+        """Say how far the check has got: ``done`` of ``total`` steps (requests sent of
+        planned), and a short ``note`` ("p95 12 ms"). The console shows it while the check
+        runs; nothing keeps it. Cheap, safe from any thread, a no-op when nobody watches."""
+        if self.on_progress is not None:
+            self.on_progress(done, total, self.redactor.redact(note))
 
     async def shared(self, key: Hashable, factory: Callable[[], T | Awaitable[T]]) -> T:
         """A client shared by every check of the run, made by ``factory`` on first use."""

@@ -67,6 +67,9 @@ class Observer(Protocol):
 
     def check_finished(self, result: CheckResult) -> None: ...
 
+    def check_progress(self, check: PlannedCheck, done: int, total: int | None, note: str) -> None:
+        """A running check's ``ctx.progress()``; may come from another thread."""
+
 
 SkipCause = Literal["selection", "needs", "stopped"]
 
@@ -272,6 +275,13 @@ class Engine:
             )
         self._finished[check.id] = finished
         self._done[check.id].set()
+        log.debug(
+            "%s finished: %s after %d attempt(s) in %.0f ms",
+            check.id,
+            finished.outcome.status.value,
+            finished.attempts,
+            finished.duration_ms,
+        )
         if self.observer is not None:
             self.observer.check_finished(self._check_result(check, finished))
 
@@ -346,6 +356,12 @@ class Engine:
             interval = min(interval * 2, MAX_RETRY_INTERVAL_SECONDS)
         return _Finished(outcome, attempt, (self.timer() - start) * 1000.0, trace)
 
+    def _progress_of(self, check: PlannedCheck) -> Callable[[int, int | None, str], None] | None:
+        observer = self.observer
+        if observer is None:
+            return None
+        return lambda done, total, note: observer.check_progress(check, done, total, note)
+
     def _not_started(self) -> _Finished:
         reason = self._stop_reason or "stopped"
         if self._interrupted:
@@ -374,6 +390,7 @@ class Engine:
             resources=resources,
             profile_digest=self.profile.digest,
             release=self.profile.signoff.release if self.profile.signoff else None,
+            on_progress=self._progress_of(check),
         )
         task: asyncio.Task[Any] = asyncio.create_task(
             _call(check, ctx), name=f"readycheck:{check.id}"

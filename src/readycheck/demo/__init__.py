@@ -17,7 +17,9 @@ What ``running()`` sets up, all on 127.0.0.1, and takes down again on the way ou
 
 The profile reads where everything is from READYCHECK_DEMO_* variables, set in
 ``os.environ`` for the run only. Running the profile is the CLI's job (its engine loop and
-signal handling); the CLI writes the outputs into the current directory.
+signal handling); the CLI writes the outputs into a directory of the demo's own
+(``readycheck-demo/`` unless ``--dir`` says otherwise, see ``claim()``), never over a
+report or results file of the user's.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 REPORT = "readiness-report.md"
 RESULTS = "results.json"
 JUNIT = "junit.xml"
+OUTPUTS = (REPORT, RESULTS, JUNIT)
+DIRECTORY = Path("readycheck-demo")
 # What a hurried developer leaves in .env: secret.strength names it a placeholder.
 WEAK_SECRET = "changeme-please"
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -65,7 +69,40 @@ class DemoRun:
             signal.signal(signum, signal.SIG_IGN)
 
 
-def announcement(fix: bool) -> str:
+def claim(directory: Path) -> bool:
+    """Make ``directory`` the demo's: True when it was created for this run; False when it
+    exists and holds nothing but the demo's own outputs (an earlier demo's, replaced).
+
+    Anything else (a file, a directory with other files in it) is refused before anything
+    starts: the demo never writes over what it did not write.
+    """
+    from readycheck.errors import UsageError
+
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"--dir {directory}: not a directory")
+    if directory.is_dir():
+        others = sorted(p.name for p in directory.iterdir() if p.name not in OUTPUTS)
+        if others:
+            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            raise UsageError(
+                f"--dir {directory}: it holds files the demo did not write ({shown}); "
+                "give a new or empty directory"
+            )
+        return False
+    try:
+        directory.mkdir()
+    except OSError as exc:
+        raise UsageError(f"--dir {directory}: cannot create it: {exc.strerror or exc}") from None
+    return True
+
+
+def release(directory: Path) -> None:
+    """Remove a directory ``claim()`` created, when the demo ended before writing in it."""
+    with contextlib.suppress(OSError):
+        directory.rmdir()  # only if empty
+
+
+def announcement(fix: bool, directory: Path = DIRECTORY) -> str:
     """The line printed before anything starts."""
     planted = (
         "every migration applied and a strong SECRET_KEY"
@@ -75,26 +112,27 @@ def announcement(fix: bool) -> str:
     return (
         "readycheck demo: starting a throwaway PostgreSQL, Redis and a sample service "
         f"(orders-api) on 127.0.0.1, with {planted}; then running profiles/demo.yaml "
-        "against them"
+        f"against them and writing the outputs into {directory}{os.sep}"
     )
 
 
-def next_step(fix: bool, exit_code: int) -> str:
+def next_step(fix: bool, exit_code: int, directory: Path = DIRECTORY) -> str:
     """The line printed last: what to try next ("" when the outputs could not be written:
     the error said why)."""
+    report = directory / REPORT
     if exit_code == 130:
         return "Interrupted: everything the demo started is stopped."
     if exit_code not in (0, 1):
         return ""
     if not fix:
         return (
-            f"Open {REPORT} to see why it is not ready (a pending migration, a weak "
+            f"Open {report} to see why it is not ready (a pending migration, a weak "
             "SECRET_KEY), then try `readycheck demo --fix`: the same checks end READY."
         )
     if exit_code:
-        return f"Not ready even with --fix: {REPORT} says why."
+        return f"Not ready even with --fix: {report} says why."
     return (
-        f"Open {REPORT} for the sign-off report. Next: `readycheck init` writes a starter "
+        f"Open {report} for the sign-off report. Next: `readycheck init` writes a starter "
         "profile for your own service."
     )
 

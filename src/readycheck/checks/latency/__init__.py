@@ -368,7 +368,7 @@ async def latency(p: LatencyParams, ctx: Context) -> Outcome:
     """Measure p50-p99 latency at a steady request rate (open model); FAIL over budget."""
     from readycheck import __version__
     from readycheck.checks.http.certificates import TrustError, tls_context
-    from readycheck.checks.latency import calibrate, load, preflight, runner, verdict
+    from readycheck.checks.latency import calibrate, load, preflight, progress, runner, verdict
 
     tls = None
     if p.url.lower().startswith("https:"):
@@ -406,9 +406,12 @@ async def latency(p: LatencyParams, ctx: Context) -> Outcome:
             measured_overhead = await calibrate.calibrate(spec, shape, calibration_stop)
             if measured_overhead.stopped_early:
                 return first, measured_overhead, None
-        return first, measured_overhead, await load.run_load(spec, shape, stop_at)
+        return first, measured_overhead, await load.run_load(spec, shape, stop_at, watcher.follow)
 
-    first, calibration, run = await runner.run_on_own_loop(probe, name=f"readycheck:{ctx.check_id}")
+    async with progress.Watcher(ctx) as watcher:
+        first, calibration, run = await runner.run_on_own_loop(
+            probe, name=f"readycheck:{ctx.check_id}"
+        )
     if not first.ok:
         return preflight.failed(p, first, ctx.redactor.redact)
     return verdict.judge(p, shape, run, calibration, loop_name=loop_name, preflight=first)

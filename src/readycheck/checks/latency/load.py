@@ -39,6 +39,7 @@ import random
 import ssl
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -400,11 +401,20 @@ def ramp(concurrency: int) -> list[float]:
     return [0.0, *sorted(rng.uniform(0.0, spread) for _ in range(concurrency - 1))]
 
 
-async def run_load(spec: RequestSpec, shape: LoadShape, stop_at: float) -> Recorder:
-    """One run: a client of its own, the load, and every connection closed."""
+async def run_load(
+    spec: RequestSpec,
+    shape: LoadShape,
+    stop_at: float,
+    watch: Callable[[Recorder], None] | None = None,
+) -> Recorder:
+    """One run: a client of its own, the load, and every connection closed. ``watch`` is
+    handed the run's Recorder as it starts (the console's progress: progress.py)."""
     client = client_for(spec, shape)
     try:
-        return await Probe(client, spec, shape).run(stop_at)
+        probe = Probe(client, spec, shape)
+        if watch is not None:
+            watch(probe.recorder)
+        return await probe.run(stop_at)
     finally:
         client.close()
 
