@@ -280,6 +280,7 @@ def test_json_has_the_documented_shape(mixed_result: RunResult) -> None:
         "data",
         "location",
         "regression",
+        "timeline",
     }
     assert (check["id"], check["status"], check["blocking"]) == ("migrations", "FAIL", True)
     waived = document["checks"][3]
