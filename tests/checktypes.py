@@ -22,6 +22,10 @@ class SleepParams(CheckParams):
     status: str = Field("PASS", description="Status to return: PASS, WARN, FAIL, ERROR, SKIP.")
     summary: str = Field("slept", description="Summary to return.")
     evidence: list[str] = Field(default_factory=list, description="Evidence to return.")
+    marks: list[str] = Field(
+        default_factory=list,
+        description="A mark per evidence line: held, broken, soft, or empty for a fact.",
+    )
     metrics: dict[str, float] = Field(default_factory=dict, description="Metrics to return.")
     data: dict[str, Any] = Field(default_factory=dict, description="Data to return.")
 
@@ -34,9 +38,14 @@ async def sleep(p: SleepParams, ctx: Context) -> Outcome:
         await asyncio.sleep(p.seconds)
     finally:
         EVENTS.append((ctx.check_id, "end", time.monotonic()))
-    from readycheck.results import Status
+    from readycheck.results import Mark, MarkedLine, Status
 
-    return Outcome(Status(p.status), p.summary, tuple(p.evidence), dict(p.metrics), None, p.data)
+    marks = [*p.marks, *[""] * len(p.evidence)]
+    evidence = tuple(
+        MarkedLine(line, Mark(mark)) if mark else line
+        for line, mark in zip(p.evidence, marks, strict=False)
+    )
+    return Outcome(Status(p.status), p.summary, evidence, dict(p.metrics), None, p.data)
 
 
 @check("test.exclusive", params=SleepParams, category="performance", exclusive=True)

@@ -1011,6 +1011,21 @@ def test_tls_target_is_url_or_host(write_profile: Callable[..., Path]) -> None:
             load_profile(path, environ={})
 
 
+def test_a_plain_http_url_skips_the_certificate_check_only_when_the_profile_says_so(
+    run_one: RunOne, http_server: AppServer
+) -> None:
+    # A starter's url is https:// in production and http:// on a laptop: with
+    # plain_http: skip the check says why it did not run instead of failing to load.
+    result = run_one("tls.certificate", {"url": http_server.url, "plain_http": "skip"})
+    assert result.status is Status.SKIP
+    assert result.not_run  # listed among the checks not run, never passed
+    port = http_server.url.rsplit(":", 1)[1]
+    assert result.summary == (
+        f"not run: 127.0.0.1:{port} is served over plain HTTP, so there is no certificate "
+        "to check (plain_http: skip)"
+    )
+
+
 # -- websocket.handshake ------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ from readycheck.errors import OutputError
 from readycheck.profile import load_profile
 from readycheck.report import json as json_report
 from readycheck.report import junit, markdown
-from readycheck.results import GitInfo, RunResult, Status, Verdict, summarize
+from readycheck.results import GitInfo, Invocation, RunResult, Status, Verdict, summarize
 from tests.conftest import REPO
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -38,7 +38,8 @@ checks:
             evidence: ["server 16.2, primary", "SSL in use: TLSv1.3"]}}
   - {id: migrations, type: test.sleep, severity: critical, category: database, needs: [db],
      with: {status: FAIL, summary: "1 pending migration: add_orders_idx", metrics: {pending: 1},
-            evidence: ["alembic_version = 3f2a, head = 9b1c", "pending: 9b1c add_orders_idx"]},
+            evidence: ["alembic_version = 3f2a, head = 9b1c", "pending: 9b1c add_orders_idx"],
+            marks: [broken]},
      remediation: Run alembic upgrade head before deploying.}
   - {id: health, type: test.sleep, category: http,
      with: {summary: "/health/ready answered 200 in 12 ms"}}
@@ -81,6 +82,13 @@ def _fixed(result: RunResult) -> RunResult:
             "checks": checks,
             "profile": result.profile.model_copy(update={"path": "profiles/payments.yaml"}),
             "git": GitInfo(commit="9b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c", dirty=True),
+            "invocation": Invocation(
+                command="readycheck run profiles/payments.yaml --report readiness.md",
+                host="ci-runner-3",
+                user="deploy",
+                ci="GitHub Actions",
+                ci_url="https://github.com/acme/payments-api/actions/runs/4242",
+            ),
         }
     )
 
@@ -263,6 +271,7 @@ def test_json_has_the_documented_shape(mixed_result: RunResult) -> None:
         "gate_rule",
         "summary",
         "evidence",
+        "marks",
         "metrics",
         "remediation",
         "duration_ms",
@@ -271,6 +280,7 @@ def test_json_has_the_documented_shape(mixed_result: RunResult) -> None:
         "data",
         "location",
         "regression",
+        "timeline",
     }
     assert (check["id"], check["status"], check["blocking"]) == ("migrations", "FAIL", True)
     waived = document["checks"][3]

@@ -3,13 +3,9 @@ GitHub Actions summary and annotations, and the HTML report seen in a real brows
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
-import subprocess
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,6 +16,7 @@ from readycheck.errors import UsageError
 from readycheck.gate import Tolerances
 from readycheck.results import RunResult, Status
 from tests.conftest import CliResult
+from tests.servers.browser import chromium, chromium_binary, open_page
 
 Cli = Callable[..., CliResult]
 
@@ -308,76 +305,19 @@ def test_annotations_escape_newlines_and_percent_signs(
 # -- the HTML report in a real browser -------------------------------------------------------
 
 
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[str]:
     """Headless Chromium with its DevTools endpoint; yields the HTTP base URL."""
-    binary = _chromium()
+    binary = chromium_binary()
     if binary is None:
         pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
-    process = subprocess.Popen(
-        [
-            binary,
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--remote-debugging-port=0",
-            f"--user-data-dir={tmp_path / 'chrome'}",
-            "about:blank",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stderr is not None
-        deadline = time.monotonic() + 30
-        port = None
-        while port is None and time.monotonic() < deadline:
-            line = process.stderr.readline()
-            if "DevTools listening on ws://" in line:
-                port = line.split("ws://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]
-        assert port is not None, "Chromium did not start its DevTools endpoint"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-class _Page:
-    def __init__(self, websocket: object) -> None:
-        self.websocket = websocket
-        self.next_id = 0
-
-    def call(self, method: str, **params: object) -> dict:
-        self.next_id += 1
-        self.websocket.send(json.dumps({"id": self.next_id, "method": method, "params": params}))  # type: ignore[attr-defined]
-        while True:
-            message = json.loads(self.websocket.recv(timeout=30))  # type: ignore[attr-defined]
-            if message.get("id") == self.next_id:
-                assert "error" not in message, message
-                return message["result"]
+    with chromium(binary, tmp_path / "chrome") as base_url:
+        yield base_url
 
 
 def test_html_report_shows_the_verdict_and_every_check_in_a_browser(
     browser: str, cli: Cli, write_profile: Callable[..., Path], tmp_path: Path
 ) -> None:
-    from websockets.sync.client import connect
-
     path = write_profile(
         profile_text(db="FAIL")
         + """
@@ -394,17 +334,7 @@ def test_html_report_shows_the_verdict_and_every_check_in_a_browser(
     assert "http://" not in text.replace("http://www.w3.org/2000/svg", "")  # self-contained
     assert "<script" not in text and "<link" not in text
 
-    request = urllib.request.Request(f"{browser}/json/new?{html.as_uri()}", method="PUT")
-    with urllib.request.urlopen(request, timeout=30) as response:
-        target = json.loads(response.read())
-    with connect(target["webSocketDebuggerUrl"], max_size=None) as websocket:
-        page = _Page(websocket)
-        page.call("Page.enable")
-        for _ in range(100):
-            ready = page.call("Runtime.evaluate", expression="document.readyState")
-            if ready["result"]["value"] == "complete":
-                break
-            time.sleep(0.1)
+    with open_page(browser, html.as_uri()) as page:
         script = """
         (() => {
           const visible = (el) => !!el && el.checkVisibility({checkOpacity: true, checkVisibilityCSS: true})
@@ -418,13 +348,12 @@ def test_html_report_shows_the_verdict_and_every_check_in_a_browser(
           });
         })()
         """
-        seen = json.loads(page.call("Runtime.evaluate", expression=script)["result"]["value"])
-        shot = page.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        seen = json.loads(page.evaluate(script))
+        png = page.screenshot()
     assert "NOT READY" in seen["verdict"]
     assert seen["checks"] == ["db", "p95", "docs", "probe"]
     # p50, p90, p95, p99 and max; then the five buckets of the distribution
     assert seen["charts"] == 10
-    png = base64.b64decode(shot["data"])
     assert png.startswith(b"\x89PNG")
     (tmp_path / "report.png").write_bytes(png)
     assert len(png) > 20_000  # a rendered page, not a blank one

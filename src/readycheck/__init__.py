@@ -25,6 +25,10 @@ _PUBLIC = {
     "SecretUrl": "readycheck.params",
     "Outcome": "readycheck.results",
     "Status": "readycheck.results",
+    "held": "readycheck.results",
+    "broken": "readycheck.results",
+    "soft": "readycheck.results",
+    "compared": "readycheck.results",
     "Context": "readycheck.context",
 }
 
@@ -40,14 +44,18 @@ __all__ = [
     "Size",
     "Status",
     "__version__",
+    "broken",
     "check",
+    "compared",
+    "held",
+    "soft",
 ]
 
 if TYPE_CHECKING:
     from readycheck.context import Context
     from readycheck.params import CheckParams, Secret, SecretDsn, SecretUrl
     from readycheck.registry import CheckType, check
-    from readycheck.results import Outcome, Status
+    from readycheck.results import Outcome, Status, broken, compared, held, soft
     from readycheck.units import Duration, Size
 
 

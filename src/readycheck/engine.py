@@ -38,6 +38,7 @@ from readycheck.results import (
     Status,
     ToolInfo,
     WaiverRecord,
+    marks_of,
     summarize,
 )
 from readycheck.units import Duration
@@ -491,6 +492,7 @@ class Engine:
             gate_rule=check.rule.describe(),
             summary=redact(outcome.summary),
             evidence=[redact(line) for line in outcome.evidence],
+            marks=marks_of(outcome.evidence),
             metrics=_finite(outcome.metrics),
             remediation=redact(remediation) if remediation else None,
             duration_ms=round(finished.duration_ms, 3),

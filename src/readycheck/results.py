@@ -94,13 +94,74 @@ _EXIT_CODES = {
 }
 
 
+class Mark(enum.StrEnum):
+    """How a comparison stated by an evidence line came out."""
+
+    HELD = "held"
+    """What was found meets what was expected."""
+    BROKEN = "broken"
+    """It does not."""
+    SOFT = "soft"
+    """It crosses a soft threshold (a WARN), or holds only in part."""
+
+    @property
+    def sign(self) -> str:
+        return _SIGNS[self]
+
+
+_SIGNS = {Mark.HELD: "✓", Mark.BROKEN: "✗", Mark.SOFT: "⚠"}
+
+
+class MarkedLine(str):
+    """An evidence line that compares what was found with what was expected, and says
+    how it came out. A ``str`` like any other line (``==``, ``in``, f-strings); the
+    engine records its mark beside it (:attr:`CheckResult.marks`), and the reports show
+    it as ✓, ✗ or ⚠. Build one with :func:`held`, :func:`broken`, :func:`soft` or
+    :func:`compared`."""
+
+    mark: Mark
+
+    def __new__(cls, text: str, mark: Mark) -> MarkedLine:
+        line = super().__new__(cls, text)
+        line.mark = mark
+        return line
+
+
+def held(text: str) -> MarkedLine:
+    """An evidence line stating a comparison that held ("status 200, expected 200")."""
+    return MarkedLine(text, Mark.HELD)
+
+
+def broken(text: str) -> MarkedLine:
+    """An evidence line stating a comparison that did not hold."""
+    return MarkedLine(text, Mark.BROKEN)
+
+
+def soft(text: str) -> MarkedLine:
+    """An evidence line stating a soft threshold crossed (what makes a WARN)."""
+    return MarkedLine(text, Mark.SOFT)
+
+
+def compared(holds: bool, text: str) -> MarkedLine:
+    """``held(text)`` or ``broken(text)``."""
+    return MarkedLine(text, Mark.HELD if holds else Mark.BROKEN)
+
+
+def marks_of(lines: Iterable[str]) -> list[Mark | None]:
+    """The mark of each line (None for a line that states a fact), or [] when none has one."""
+    marks = [line.mark if isinstance(line, MarkedLine) else None for line in lines]
+    return marks if any(marks) else []
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What a check found: a status, a one-line summary, and the facts behind it.
 
-    ``evidence`` lines are short facts a release manager can read; ``metrics`` are
-    numbers for JSON and baselines; ``data`` is structured extra for reporters (a latency
-    histogram), JSON-serialisable. ``final`` and ``retry_after`` tell the engine's
+    ``evidence`` lines are short facts a release manager can read; a line that compares
+    what was found with what was expected is built with :func:`held`, :func:`broken` or
+    :func:`soft`, and the reports show ✓, ✗ or ⚠ before it. ``metrics`` are numbers for
+    JSON and baselines; ``data`` is structured extra for reporters (a latency histogram),
+    JSON-serialisable. ``final`` and ``retry_after`` tell the engine's
     retries (``retries``, ``retry_for``) what waiting can change.
     """
 
@@ -200,6 +261,9 @@ class CheckResult(_Frozen):
     """The check's own gate rule when it has one ("never blocks", "blocks on fail, warn")."""
     summary: str
     evidence: list[str] = []
+    marks: list[Mark | None] = []
+    """One per evidence line when the check marked any: held, broken or soft for a line
+    that states a comparison, null for a line that states a fact."""
     metrics: dict[str, float] = {}
     remediation: str | None = None
     duration_ms: float = 0.0

@@ -21,7 +21,7 @@ from readycheck.checks.sources import SourceProblem, ValueSource, check_plain, r
 from readycheck.params import BufferSize, CheckParams
 from readycheck.redact import looks_secret
 from readycheck.registry import check
-from readycheck.results import Outcome
+from readycheck.results import Outcome, compared, held
 from readycheck.units import Duration, Size
 
 if TYPE_CHECKING:
@@ -199,7 +199,10 @@ async def command(p: CommandParams, ctx: Context) -> Outcome:
     metrics["exit_code"] = code
     expected = as_list_int(p.expect_exit)
     status_text = describe_exit(code)
-    evidence = [f"{status_text} (expected {' or '.join(map(str, expected))})", *truncated]
+    evidence = [
+        compared(code in expected, f"{status_text} (expected {' or '.join(map(str, expected))})"),
+        *truncated,
+    ]
     problems: list[str] = []
     if code not in expected:
         problems.append(status_text)
@@ -211,7 +214,7 @@ async def command(p: CommandParams, ctx: Context) -> Outcome:
         if line is None:
             problems.append(f"output does not match '{pattern}'")
         else:
-            evidence.append(f"output matches '{pattern}' (line {line})")
+            evidence.append(held(f"output matches '{pattern}' (line {line})"))
     for pattern in as_list(p.not_contains):
         line = lines[pattern]
         if line is not None:

@@ -31,7 +31,7 @@ from readycheck.checks.sources import SourceProblem, VariablesSource, is_utf8, r
 from readycheck.params import CheckParams, SecretDsn
 from readycheck.redact import looks_secret, url_has_credentials
 from readycheck.registry import check
-from readycheck.results import Outcome
+from readycheck.results import Outcome, compared
 
 if TYPE_CHECKING:
     from readycheck.context import Context
@@ -197,7 +197,7 @@ async def env(p: ConfigEnvParams, ctx: Context) -> Outcome:
         if value is not None and rule.is_secret(value):
             ctx.redactor.add(*registered_forms(value))
         holds, line = judge(rule, value)
-        evidence.append(line)
+        evidence.append(compared(holds, line))
         if not holds:
             broken.append(line)
     evidence.extend(notes)

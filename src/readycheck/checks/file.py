@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 from readycheck.checks.patterns import Regex, as_list, match_lines
 from readycheck.params import INPUT_FILE, BufferSize, CheckParams
 from readycheck.registry import check
-from readycheck.results import Outcome
+from readycheck.results import Outcome, held
 from readycheck.units import Size, format_bytes
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ async def file(p: FileParams, ctx: Context) -> Outcome:
         if size > p.max_size.bytes:
             problems.append(f"{format_bytes(size)} exceeds the limit of {p.max_size}")
         else:
-            evidence.append(f"within the limit of {p.max_size}")
+            evidence.append(held(f"within the limit of {p.max_size}"))
     if p.min_size is not None and size < p.min_size.bytes:
         problems.append(f"{format_bytes(size)} is below the minimum of {p.min_size}")
 
@@ -121,12 +121,12 @@ async def file(p: FileParams, ctx: Context) -> Outcome:
             if lines[pattern] is None:
                 problems.append(f"does not match '{pattern}'")
             else:
-                evidence.append(f"matches '{pattern}' at line {lines[pattern]}")
+                evidence.append(held(f"matches '{pattern}' at line {lines[pattern]}"))
         for pattern in as_list(p.not_contains):
             if lines[pattern] is not None:
                 problems.append(f"line {lines[pattern]} matches forbidden '{pattern}'")
             else:
-                evidence.append(f"no match for forbidden '{pattern}'")
+                evidence.append(held(f"no match for forbidden '{pattern}'"))
 
     if problems:
         return Outcome.failed(f"{shown}: {'; '.join(problems)}", evidence=evidence, metrics=metrics)

@@ -28,7 +28,7 @@ from readycheck.checks.patterns import Regex, as_list, matches
 from readycheck.checks.sources import SourceProblem, ValueSource, check_plain, read_value
 from readycheck.params import CheckParams
 from readycheck.registry import check
-from readycheck.results import Outcome
+from readycheck.results import Outcome, compared
 
 if TYPE_CHECKING:
     from readycheck.context import Context
@@ -197,7 +197,10 @@ async def strength(p: StrengthParams, ctx: Context) -> Outcome:
     required = f"required: at least {min_length} {unit} and {min_bits:.0f} bits"
     evidence = [
         f"{label}: {strength_text}, fingerprint {fingerprint(value)}",
-        required + (f" ({preset.title})" if preset else ""),
+        compared(
+            length >= min_length and bits >= min_bits,
+            required + (f" ({preset.title})" if preset else ""),
+        ),
     ]
     metrics = {"length": float(length), "entropy_bits": bits}
     if problems:

@@ -46,6 +46,8 @@ def render(result: RunResult, *, redactor: Redactor | None = None) -> str:
         metric=lambda name, value: overview.format_metric(name, value),
         metric_change=describe_metric_change,
         status_class=lambda status: _STATUS_CLASS[status],
+        evidence=overview.evidence,
+        is_web_url=lambda url: str(url).lower().startswith(("http://", "https://")),
     )
     context = overview.context(result)
     context["svg_charts"] = [

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from readycheck.results import CheckResult, RunResult, Severity, Status, Verdict
+from readycheck.results import CheckResult, Mark, RunResult, Severity, Status, Verdict
 
 WEIGHTS = {
     Severity.CRITICAL: 5.0,
@@ -32,6 +32,18 @@ CREDIT = {
 }
 CATEGORY_ORDER = ["database", "http", "security", "performance", "config"]
 PERCENTILES = ["p50", "p90", "p95", "p99", "max"]
+
+# What a report shows before folding the rest away (<details> in Markdown and HTML): a
+# release manager reads the first lines of each check's evidence and the first
+# measurements; the full record stays one click away.
+EVIDENCE_SHOWN = 4
+"""Lines of a check's evidence shown before the fold..."""
+EVIDENCE_WHOLE = 6
+"""...when it has more than this many (folding one or two lines saves nothing)."""
+LINE_SHOWN = 160
+"""Characters of one evidence line shown before the fold (cut at a word boundary)."""
+MEASUREMENTS_SHOWN = 8
+"""Rows of the measurements table shown before the fold."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +116,68 @@ def category_scores(result: RunResult) -> list[CategoryScore]:
             )
         )
     return scores
+
+
+@dataclass(frozen=True)
+class EvidenceLine:
+    text: str
+    mark: Mark | None = None
+    """How the comparison the line states came out; None for a line that states a fact."""
+
+    @property
+    def sign(self) -> str:
+        """✓, ✗ or ⚠ for a comparison, "" for a fact."""
+        return self.mark.sign if self.mark else ""
+
+    @property
+    def short(self) -> str:
+        """The line as shown before the fold: at most LINE_SHOWN characters."""
+        return shorten(self.text, LINE_SHOWN)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A check's evidence lines, and what of them shows before the fold."""
+
+    lines: list[EvidenceLine]
+
+    @property
+    def shown(self) -> list[EvidenceLine]:
+        return self.lines if len(self.lines) <= EVIDENCE_WHOLE else self.lines[:EVIDENCE_SHOWN]
+
+    @property
+    def folded(self) -> bool:
+        """Whether the fold hides anything: lines past the first few, or a long line's end."""
+        shown = self.shown
+        return len(shown) < len(self.lines) or any(line.short != line.text for line in shown)
+
+
+def evidence(check: CheckResult) -> Evidence:
+    marks: list[Mark | None] = (
+        list(check.marks)
+        if len(check.marks) == len(check.evidence)
+        else [None] * len(check.evidence)
+    )
+    return Evidence(
+        [EvidenceLine(text, mark) for text, mark in zip(check.evidence, marks, strict=True)]
+    )
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters at a word boundary when there is one not too
+    far back (a 2,000-character token is cut where it must be), with "…" when cut."""
+    if len(text) <= width:
+        return text
+    head = text[:width]
+    space = head.rfind(" ")
+    if space >= width * 2 // 3:
+        head = head[:space]
+    return head.rstrip() + " …"
+
+
+def not_run_checks(result: RunResult) -> list[CheckResult]:
+    """Checks that did not run and are not already among the blocking ones."""
+    return [check for check in result.checks if check.status is Status.SKIP and not check.blocking]
 
 
 def measurements(result: RunResult) -> list[tuple[CheckResult, str, float]]:
@@ -231,6 +305,8 @@ def context(result: RunResult) -> dict[str, Any]:
         "worst": max((c.status for c in result.checks), key=lambda s: s.rank, default=Status.PASS),
         "level": result.verdict.value.replace("_", " "),
         "measurements": measurements(result),
+        "measurements_shown": MEASUREMENTS_SHOWN,
+        "not_run_checks": not_run_checks(result),
         "charts": latency_charts(result),
         "comparison": result.comparison,
         "verdict_badge": _BADGES[result.verdict],

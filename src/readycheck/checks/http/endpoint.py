@@ -16,7 +16,7 @@ from readycheck.checks.http.client import Reply, RequestFailed, fetch
 from readycheck.checks.http.request import PayloadParams, display_location
 from readycheck.checks.patterns import as_list
 from readycheck.registry import check
-from readycheck.results import Status
+from readycheck.results import Status, held
 from readycheck.units import Duration, format_duration_ms
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ def judge(expect: Expect, reply: Reply) -> tuple[list[str], list[str]]:
                 unmet = expectations.unmet(path, expected, found)
                 problems.extend(unmet)
                 if not unmet and found is not expectations.MISSING:
-                    facts.append(f"{path} = {expectations.show(found)}")
+                    facts.append(held(f"{path} = {expectations.show(found)}"))
     body = reply.text if expect.body_contains else ""
     for text in as_list(expect.body_contains):
         if text not in body:

@@ -13,6 +13,7 @@ from readycheck.checks.http import expectations
 from readycheck.checks.http.client import Reply, RequestFailed, fetch
 from readycheck.checks.http.request import PayloadParams
 from readycheck.registry import check
+from readycheck.results import held
 
 if TYPE_CHECKING:
     from readycheck.context import Context
@@ -127,10 +128,10 @@ def _judge(p: ErrorContractParams, reply: Reply) -> tuple[list[str], list[str]]:
             continue
         name = p.field_patterns.get(path)
         if name is None:
-            facts.append(f"{path} = {expectations.show(found)}")
+            facts.append(held(f"{path} = {expectations.show(found)}"))
             continue
         pattern = BUILTIN_PATTERNS.get(name, name)
-        label = name if name in BUILTIN_PATTERNS else repr(name)
+        label = name if name in BUILTIN_PATTERNS else f"'{name}'"  # as written, not repr()
         if not isinstance(found, str):
             problems.append(
                 f"{path}: expected a string matching {label}, got {expectations.show(found)}"
@@ -138,5 +139,5 @@ def _judge(p: ErrorContractParams, reply: Reply) -> tuple[list[str], list[str]]:
         elif not patterns.matches(pattern, found):
             problems.append(f"{path}: {expectations.show(found)} does not match {label}")
         else:
-            facts.append(f"{path} = {expectations.show(found)} (matches {label})")
+            facts.append(held(f"{path} = {expectations.show(found)} (matches {label})"))
     return problems, facts

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from readycheck.checks import patterns
-from readycheck.results import Outcome
+from readycheck.results import Mark, MarkedLine, Outcome
 
 OPERATORS: Final = (
     "eq",
@@ -142,9 +142,21 @@ def verdict(
     metrics: Mapping[str, float],
     remediation: str,
     warnings: Sequence[str] = (),
+    met: Sequence[str] = (),
 ) -> Outcome:
     """FAIL on the first problem (counting the others), else WARN on the first warning,
-    else PASS with ``passed``; every summary starts with what was probed (``shown``)."""
+    else PASS with ``passed``; every summary starts with what was probed (``shown``).
+
+    Evidence lines that are problems are marked broken, warnings soft, and ``met`` lines
+    (rules that held) held, for the reports' ✗, ⚠ and ✓.
+    """
+    marks = dict.fromkeys(met, Mark.HELD)
+    marks.update(dict.fromkeys(warnings, Mark.SOFT))
+    marks.update(dict.fromkeys(problems, Mark.BROKEN))
+    evidence = [
+        line if isinstance(line, MarkedLine) or line not in marks else MarkedLine(line, marks[line])
+        for line in evidence
+    ]
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         return Outcome.failed(

@@ -124,6 +124,7 @@ async def security_headers(p: SecurityHeadersParams, ctx: Context) -> Outcome:
         reply.label,
         problems,
         warnings=warnings,
+        met=fine,
         passed=f"security headers in place ({len(fine)} rules checked)",
         evidence=[*problems, *warnings, *fine, reply.describe()],
         metrics={"problems": len(problems), "warnings": len(warnings)},

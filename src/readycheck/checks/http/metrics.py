@@ -17,7 +17,7 @@ from readycheck.checks.http import expectations
 from readycheck.checks.http.client import RequestFailed, fetch
 from readycheck.checks.http.request import RequestParams
 from readycheck.registry import check
-from readycheck.results import Outcome
+from readycheck.results import Outcome, held
 
 if TYPE_CHECKING:
     from readycheck.context import Context
@@ -116,7 +116,7 @@ async def metrics(p: MetricsParams, ctx: Context) -> Outcome:
         if lacking:
             problems.append(f"{name} lacks label(s) {', '.join(lacking)} (has: {has})")
         else:
-            evidence.append(f"{name}: {family.kind}, {family.samples} samples, labels {has}")
+            evidence.append(held(f"{name}: {family.kind}, {family.samples} samples, labels {has}"))
 
     evidence.append(reply.describe())
     return expectations.verdict(

@@ -13,6 +13,7 @@ from readycheck.checks.http import expectations
 from readycheck.checks.http.client import RequestFailed, fetch
 from readycheck.checks.http.request import RequestParams, check_header_name
 from readycheck.registry import check
+from readycheck.results import held
 
 if TYPE_CHECKING:
     from readycheck.context import Context
@@ -49,11 +50,13 @@ async def request_id(p: RequestIdParams, ctx: Context) -> Outcome:
     elif echoed.strip() != sent:
         problems.append(f"{p.header} not preserved: sent {sent}, got {echoed.strip()}")
     else:
-        evidence.append(f"{p.header} preserved: sent {sent}, got it back")
+        evidence.append(held(f"{p.header} preserved: sent {sent}, got it back"))
 
     generated = bare.headers.get(p.header)
     if generated:
-        evidence.append(f"a request without {p.header} got one generated: {generated.strip()}")
+        evidence.append(
+            held(f"a request without {p.header} got one generated: {generated.strip()}")
+        )
     elif p.expect_generated:
         problems.append(f"a request without {p.header} got none back")
     else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -38,11 +38,14 @@ if TYPE_CHECKING:
     from readycheck.context import Context
 
 _CLOSE_TIMEOUT_S = 1.0
+_PLAIN = ("http", "ws")
 
 
 class CertificateParams(CheckParams):
     url: str | None = Field(
-        None, description="An https:// (or wss://) URL; its host and port are checked."
+        None,
+        description="An https:// (or wss://) URL; its host and port are checked. An "
+        "http:// (or ws://) URL is refused unless plain_http is skip.",
     )
     host: str | None = Field(None, description="The host to connect to, instead of url.")
     port: int | None = Field(None, ge=1, le=65535, description="The port, with host (default 443).")
@@ -64,11 +67,18 @@ class CertificateParams(CheckParams):
     timeout: Timeout = None
     verify_tls: VerifyTls = True
     ca_file: CaFile = None
+    plain_http: Literal["refuse", "skip"] = Field(
+        "refuse",
+        description="What an http:// (or ws://) url gets: refuse (a profile error: there is "
+        "no certificate to check) or skip (the check does not run, and the report lists it "
+        "among the checks not run, saying the service answers without TLS). skip suits a "
+        "profile whose url is https:// in production and http:// on a laptop.",
+    )
 
     @field_validator("url")
     @classmethod
     def _tls_url(cls, value: str | None) -> str | None:
-        return None if value is None else check_url(value, ("https", "wss"))
+        return None if value is None else check_url(value, ("https", "wss", *_PLAIN))
 
     @model_validator(mode="after")
     def _one_target(self) -> CertificateParams:
@@ -76,7 +86,18 @@ class CertificateParams(CheckParams):
             raise ValueError("give either url or host (with port), not both or neither")
         if self.url is not None and self.port is not None:
             raise ValueError("port goes with host; a url carries its own port")
+        if self.plain and self.plain_http == "refuse":
+            raise ValueError(
+                "url: expected a URL starting with https:// or wss://, got scheme "
+                f"{urlsplit(self.url or '').scheme!r} (plain_http: skip lets the check skip "
+                "a plain HTTP url)"
+            )
         return self
+
+    @property
+    def plain(self) -> bool:
+        """Whether the url is plain HTTP (or WebSocket): no TLS, no certificate."""
+        return self.url is not None and urlsplit(self.url).scheme.lower() in _PLAIN
 
     def secret_values(self) -> Iterator[str]:
         yield from super().secret_values()
@@ -86,7 +107,7 @@ class CertificateParams(CheckParams):
     def target(self) -> tuple[str, int]:
         if self.url is not None:
             parts = urlsplit(self.url)
-            return parts.hostname or "", parts.port or 443
+            return parts.hostname or "", parts.port or (80 if self.plain else 443)
         assert self.host is not None
         return self.host, self.port or 443
 
@@ -97,6 +118,11 @@ async def certificate(p: CertificateParams, ctx: Context) -> Outcome:
     import ssl
 
     host, port = p.target()
+    if p.plain:
+        return Outcome.skipped(
+            f"not run: {host}:{port} is served over plain HTTP, so there is no certificate "
+            "to check (plain_http: skip)"
+        )
     name = p.server_name or host
     where = f"{host}:{port}"
     limit = budget(p.timeout, ctx)

@@ -28,7 +28,7 @@ from readycheck.checks.latency.trust import (
     ProbePart,
     strict_doubts,
 )
-from readycheck.results import Outcome
+from readycheck.results import Mark, MarkedLine, Outcome
 from readycheck.units import Duration, format_duration_ms
 
 if TYPE_CHECKING:
@@ -189,7 +189,17 @@ def judge(
     if thresholds and summary is None and run.requests:
         failures.append("no request was answered, so no latency could be measured")
     if calls:
-        evidence.append(f"budgets: {', '.join(call.check_line() for call in calls)}")
+        states = {call.state for call in calls}
+        mark = (
+            Mark.BROKEN
+            if "over" in states
+            else Mark.SOFT
+            if states & {"near", "undecided"}
+            else Mark.HELD
+        )
+        evidence.append(
+            MarkedLine(f"budgets: {', '.join(call.check_line() for call in calls)}", mark)
+        )
         evidence.append(_part_line(p, part))
 
     if failures:
