@@ -438,12 +438,11 @@ def test_the_shell_completes_check_types_starters_and_a_profiles_ids(
           - {id: api, type: command, tags: [http], with: {argv: [x]}}
         """
     )
-    assert _complete(readycheck_process, "readycheck explain post") == [
-        "postgres.connectivity",
-        "postgres.indexes",
-        "postgres.pool",
-        "postgres.schema",
-    ]
+    from readycheck.registry import Registry
+
+    postgres = sorted(t.name for t in Registry().all() if t.name.startswith("post"))
+    assert "postgres.pool" in postgres
+    assert _complete(readycheck_process, "readycheck explain post") == postgres
     assert _complete(readycheck_process, "readycheck init --stack ") == [
         "django-postgres",
         "fastapi-postgres",

@@ -107,6 +107,7 @@ def test_each_starter_validates_unchanged_with_an_https_or_an_http_service(
     stack: str, scheme: str, tmp_path: Path, cli: Callable[..., CliResult]
 ) -> None:
     target = tmp_path / "readycheck.yaml"
+    (tmp_path / "migrations").mkdir()  # the Alembic folder the FastAPI starter names
     assert cli("init", target, "--stack", stack).exit_code == 0
     env = {
         name: value.replace("https://", f"{scheme}://")
