@@ -1,4 +1,4 @@
-"""alembic.head against a real database migrated with Alembic, and the test scripts folders
+"""alembic.head (and what alembic.safety shares with it) against a real database migrated with Alembic, and the test scripts folders
 (linear 0001 -> 0002 -> 0003, and a branch into two heads)."""
 
 from __future__ import annotations
@@ -322,15 +322,16 @@ def test_a_scripts_folder_removed_after_loading_is_an_error_when_the_check_runs(
     assert result.summary == "scripts is not a folder (script_location)"
 
 
+@pytest.mark.parametrize("check_type", ["alembic.head", "alembic.safety"])
 def test_the_dsn_password_shows_nowhere_when_authentication_fails(
-    pg_database: PgDatabase, tmp_path: Path
+    pg_database: PgDatabase, tmp_path: Path, check_type: str
 ) -> None:
     password = f"canary-{secrets.token_hex(8)}"
     dsn = pg_database.server.dsn(password=password, dbname=pg_database.name)
     shutil.copytree(SCRIPTS, tmp_path / "migrations", ignore=shutil.ignore_patterns("__pycache__"))
     run = run_everywhere(
         tmp_path,
-        "alembic.head",
+        check_type,
         {"dsn": "${env:DATABASE_URL}", "script_location": "migrations"},
         environ={"DATABASE_URL": dsn},
     )

@@ -24,10 +24,11 @@ TYPES = {
     "postgres.schema": "readycheck.checks.postgres.schema",
     "postgres.indexes": "readycheck.checks.postgres.indexes",
     "postgres.query": "readycheck.checks.postgres.query",
-    "alembic.head": "readycheck.checks.alembic",
+    "alembic.head": "readycheck.checks.alembic.head",
+    "alembic.safety": "readycheck.checks.alembic.safety",
     "redis.ping": "readycheck.checks.redis",
 }
-DRIVERS = ("psycopg", "sqlalchemy", "alembic", "redis")
+DRIVERS = ("psycopg", "sqlalchemy", "alembic", "redis", "pglast")
 EXAMPLE = REPO / "profiles" / "database.yaml"
 
 Cli = Callable[..., CliResult]
@@ -138,7 +139,17 @@ def test_the_example_profile_is_ready_against_a_migrated_database(
     document = json.loads(output.read_text())
     statuses = {check["id"]: check["status"] for check in document["checks"]}
     assert statuses == dict.fromkeys(
-        ["db", "pool", "migrations", "schema", "indexes", "no-negative-totals", "cache"], "PASS"
+        [
+            "db",
+            "pool",
+            "migrations",
+            "migration-safety",
+            "schema",
+            "indexes",
+            "no-negative-totals",
+            "cache",
+        ],
+        "PASS",
     ), result.output
     assert result.exit_code == 0
     assert pg_database.server.app_password not in output.read_text() + result.output

@@ -15,6 +15,11 @@ the two revisions in alembic_branch_heads/, both on top of 0002:
 alembic_branch_heads/ is not an Alembic folder by itself (it lacks 0001 and 0002); keeping
 only the two heads there means no revision is written twice.
 
+``pending_history(dest, *names)`` builds SCRIPTS plus revisions from alembic_safety/, one
+per alembic.safety rule (and a clean one), each written as 0004 on top of 0003: given
+several, they are chained in the order given (0004, 0005, ...), so a database migrated
+to 0003 has them pending in that order.
+
 Loading a folder imports its revision files, which writes ``__pycache__`` next to them:
 a test that points a check at a folder it could disturb should use ``copy_scripts``.
 """
@@ -29,6 +34,7 @@ from alembic.config import Config
 
 SCRIPTS = Path(__file__).parent / "alembic_scripts"
 BRANCH_HEADS = Path(__file__).parent / "alembic_branch_heads"
+SAFETY_REVISIONS = Path(__file__).parent / "alembic_safety"
 LINEAR_REVISIONS = ("0001", "0002", "0003")
 BRANCHED_HEADS = ("0003a", "0003b")
 
@@ -48,6 +54,21 @@ def branched_scripts(dest: Path) -> Path:
         linear_head.unlink()
     for head in BRANCH_HEADS.glob("*.py"):
         shutil.copy2(head, dest / "versions" / head.name)
+    return dest
+
+
+def pending_history(dest: Path, *names: str) -> Path:
+    """SCRIPTS at ``dest`` plus the alembic_safety/ revisions ``names``, chained after 0003."""
+    copy_scripts(dest)
+    for number, name in enumerate(names, start=4):
+        text = (SAFETY_REVISIONS / f"{name}.py").read_text()
+        revision, down = f"{number:04d}", f"{number - 1:04d}"
+        text = text.replace('revision = "0004"', f'revision = "{revision}"')
+        text = text.replace('down_revision: str | None = "0003"', f'down_revision = "{down}"')
+        text = text.replace(
+            "Revision ID: 0004\nRevises: 0003", f"Revision ID: {revision}\nRevises: {down}"
+        )
+        (dest / "versions" / f"{revision}_{name}.py").write_text(text)
     return dest
 
 

