@@ -233,11 +233,23 @@ def test_demo_is_not_ready_for_one_pending_migration_and_one_weak_secret(
 
     assert code == 1, demo.output
     assert results["verdict"] == "NOT_READY"
-    # The manual item is shown unattested, without blocking (--fix attests it).
-    assert _not_passed(results) == {"migrations", "secret-key", "rollback-rehearsed"}
+    # The manual item is shown unattested, without blocking (--fix attests it); the pending
+    # migration's unsafe index WARNs, orders being small.
+    assert _not_passed(results) == {
+        "migrations",
+        "migration-safety",
+        "secret-key",
+        "rollback-rehearsed",
+    }
     assert {c["id"] for c in results["checks"] if c["blocking"]} == {"migrations", "secret-key"}
     by_id = {check["id"]: check for check in results["checks"]}
-    assert by_id["migrations"]["summary"] == "1 revision pending: 0004 (add orders.shipped_at)"
+    assert by_id["migrations"]["summary"] == (
+        "1 revision pending: 0005 (index orders by created_at, for the orders list)"
+    )
+    safety = by_id["migration-safety"]
+    assert safety["status"] == "WARN"
+    assert "0005 CREATE INDEX on orders (3 rows, " in safety["summary"]
+    assert safety["summary"].endswith("[index-not-concurrent]")
     assert "a placeholder" in by_id["secret-key"]["summary"]
     assert demo.output.startswith("readycheck demo: starting")
     assert f"writing the outputs into {OUT}/" in demo.output.splitlines()[0]

@@ -243,10 +243,14 @@ def _start(stack: contextlib.ExitStack, *, fix: bool) -> tuple[DemoRun, dict[str
 
 
 def _migrate(dsn: str, scripts: Path, *, fix: bool) -> None:
-    """``alembic upgrade`` to the head (fix), or to the revision before it."""
+    """``alembic upgrade`` to the head (fix), or to the revision before it; then ANALYZE,
+    as autovacuum would have done in a database that has been up for a while (the
+    planner's row estimates are what alembic.safety weighs its findings by)."""
     from alembic import command
     from alembic.config import Config
     from alembic.script import ScriptDirectory
+
+    from readycheck.demo.postgres import execute
 
     config = Config()
     config.set_main_option("script_location", str(scripts))
@@ -256,6 +260,7 @@ def _migrate(dsn: str, scripts: Path, *, fix: bool) -> None:
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     below = ScriptDirectory.from_config(config).get_revision("head").down_revision
     command.upgrade(config, "head" if fix or not isinstance(below, str) else below)
+    execute(dsn, "ANALYZE")
 
 
 def _dotenv(values: Mapping[str, str]) -> str:

@@ -469,7 +469,7 @@ class _Walk:
                     entry.lock,
                     Effect.BRIEF,
                     f"takes {entry.lock.label} on {table} with no lock_timeout set: it waits "
-                    f"behind {waits} {table}, and {blocks} of {table} queue behind it "
+                    f"behind {waits} {table}, and {blocks} on {table} queue behind it "
                     "meanwhile",
                 )
             if entry.lock is Lock.ACCESS_EXCLUSIVE and exclusive:

@@ -1,8 +1,5 @@
 """add orders.shipped_at
 
-The revision ``readycheck demo`` leaves pending (the release's new migration, not yet
-applied); ``readycheck demo --fix`` applies it.
-
 Revision ID: 0004
 Revises: 0003
 """
