@@ -5,8 +5,8 @@
 Starts a throwaway PostgreSQL and Redis on 127.0.0.1 (the test suite's fixtures: nothing to
 set up), migrates a database to the test scripts' head, and runs profiles/database.yaml
 against them: postgres.connectivity, then (each `needs: [db]`) postgres.pool with
-probe_connections: 4, alembic.head, postgres.schema and postgres.indexes, concurrently,
-and redis.ping alongside.
+probe_connections: 4, alembic.head, alembic.safety (nothing pending: no traffic sampled),
+postgres.schema and postgres.indexes, concurrently, and redis.ping alongside.
 
 Prints, over N runs (median, min, max):
   - `readycheck run` as a user runs it: wall time, process start included (target: under
@@ -18,7 +18,7 @@ Prints, over N runs (median, min, max):
     SQLAlchemy, redis.asyncio);
   - the most connections readycheck held at once, counted server-side: a separate session
     samples pg_stat_activity (application_name = 'readycheck') about once a millisecond
-    while the runs go on (target: one per PostgreSQL check plus probe_connections = 9).
+    while the runs go on (target: one per PostgreSQL check plus probe_connections = 10).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from readycheck.engine import Engine  # noqa: E402
 from readycheck.profile import load_profile  # noqa: E402
 
 PROFILE = REPO / "profiles" / "database.yaml"
-POSTGRES_CHECKS = 5
+POSTGRES_CHECKS = 6
 PROBE_CONNECTIONS = 4
 WALL_TARGET_S = 1.0
 DRIVERS = "import psycopg, alembic.script, redis.asyncio"
