@@ -338,7 +338,7 @@ class _Walk:
         if (
             definition.raw_default is None
             and current is not None
-            and _in_place(current.name, current.typmod, new_name, new_mods)
+            and in_place(current.name, current.typmod, new_name, new_mods)
         ):
             return
         was = f" from {current.formatted}" if current is not None else ""
@@ -548,7 +548,7 @@ def _builds_index() -> set[int]:
     return {ConstrType.CONSTR_PRIMARY, ConstrType.CONSTR_UNIQUE, ConstrType.CONSTR_EXCLUSION}
 
 
-def _in_place(old: str, old_mod: int, new: str, new_mods: list[int | None]) -> bool:
+def in_place(old: str, old_mod: int, new: str, new_mods: list[int | None]) -> bool:
     """Whether PostgreSQL changes a column from type ``old`` (with typmod ``old_mod``) to
     ``new`` (with modifiers ``new_mods``) without rewriting the table."""
     if (old, new) in _BINARY_COERCIBLE:
