@@ -167,7 +167,7 @@ async def _analyse(p: SafetyParams, ctx: Context, scripts: Scripts, session: Ses
     if isinstance(rendered, Outcome):
         return rendered
     rendering, parsed = rendered
-    return await _weigh(p, ctx, session, scripts, pending, rendering, parsed, where)
+    return await _examine(p, ctx, session, scripts, pending, rendering, parsed, where)
 
 
 def _render_and_parse(
@@ -180,7 +180,7 @@ def _render_and_parse(
     return rendering, parse(rendering.chunks)
 
 
-async def _weigh(
+async def _examine(
     p: SafetyParams,
     ctx: Context,
     session: Session,
@@ -194,7 +194,7 @@ async def _weigh(
 
     from readycheck.checks.alembic import catalog as live
     from readycheck.checks.alembic.rules import lint, questions
-    from readycheck.checks.alembic.verdict import Thresholds
+    from readycheck.checks.alembic.verdict import Thresholds, Upgrade, outcome, unseen_holders
 
     columns, functions = questions(parsed)
     catalog = await live.read(
@@ -218,7 +218,7 @@ async def _weigh(
         long_transaction_s=p.long_transaction.seconds,
     )
     findings += _unrenderable(rendering)
-    notes = [_rendered_note(rendering, statements, linted)]
+    notes = [_rendered_note(rendering, statements, linted), *unseen_holders(catalog)]
     status = Status.WARN if rendering.unrenderable else Status.PASS
     agreed, more, overruled = _squawk_findings(linted, findings)
     findings += more
@@ -237,12 +237,9 @@ async def _weigh(
                 status = Status.WARN
     limits = Thresholds(p.max_rows, p.max_size.bytes, max(1, p.scan_rate.bytes))
     weighed = _weighed(findings, catalog, limits, agreed, traced)
-    from readycheck.checks.alembic.verdict import Context as Said
-    from readycheck.checks.alembic.verdict import outcome
-
     return outcome(
         weighed,
-        Said(
+        Upgrade(
             pending=pending,
             labels={revision: scripts.label(revision) for revision in pending},
             statements=sum(1 for s in statements if s.kind != "transaction control"),

@@ -68,14 +68,16 @@ def weigh(finding: Finding, catalog: Catalog, limits: Thresholds) -> Weighed | N
         seconds = size / max(1, limits.scan_rate)
     blocks = finding.lock is not None and bool(finding.lock.blocks)
     large = facts is not None and is_large(facts, limits)
-    if finding.effect is Effect.FAILS:
-        empty = facts is not None and facts.table_bytes == 0 and not facts.rows
-        if finding.rule == "add-column-not-null" and empty:
+    if finding.rule == "add-column-not-null":
+        # It fails on a table with rows: fine on an empty one, a question on one the
+        # database does not have (yet).
+        if facts is None:
+            status = Status.WARN
+        elif facts.table_bytes == 0 and not facts.rows:
             return None
-        status = Status.FAIL if facts is not None or finding.table is None else Status.WARN
-        if finding.rule == "concurrently-in-transaction":
+        else:
             status = Status.FAIL
-    elif finding.rule == "waits-for-session":
+    elif finding.effect is Effect.FAILS or finding.rule == "waits-for-session":
         status = Status.FAIL
     elif finding.effect in (Effect.SCAN, Effect.REWRITE):
         status = Status.FAIL if blocks and large else Status.WARN
@@ -100,6 +102,22 @@ def table_facts(facts: TableFacts | None, table: Table | None = None) -> str:
     if facts.traffic is not None:
         parts.append(_traffic(facts.traffic))
     return "; ".join(parts)
+
+
+def unseen_holders(catalog: Catalog) -> list[str]:
+    """Notes on tables locked by sessions whose transaction age this role may not read
+    (pg_stat_activity hides other roles' sessions without pg_read_all_stats)."""
+    notes = []
+    for table, facts in catalog.tables.items():
+        hidden = {holder.pid for holder in facts.holders if holder.age_s is None}
+        if hidden:
+            notes.append(
+                f"{counted(len(hidden), 'session')} of other roles "
+                f"{'holds' if len(hidden) == 1 else 'hold'} locks on {table} "
+                "for how long this role may not see, so whether the migration would wait "
+                "behind them is unknown (grant it pg_read_all_stats)"
+            )
+    return notes
 
 
 def _traffic(traffic: Traffic) -> str:
@@ -128,8 +146,8 @@ def _estimate(weighed: Weighed, limits: Thresholds) -> str:
 
 
 @dataclass(frozen=True)
-class Context:
-    """What the outcome says besides the findings."""
+class Upgrade:
+    """What the outcome says besides the findings: the upgrade examined."""
 
     pending: Sequence[str]
     labels: dict[str, str]
@@ -140,7 +158,7 @@ class Context:
 
 
 def outcome(
-    weighed: Sequence[Weighed], context: Context, limits: Thresholds, notes_status: Status
+    weighed: Sequence[Weighed], context: Upgrade, limits: Thresholds, notes_status: Status
 ) -> Outcome:
     """The check's outcome from every weighed finding; ``notes_status`` is the status the
     notes alone call for (WARN when a revision was not rendered, squawk failed, ...)."""
@@ -237,7 +255,7 @@ def _headline(group: list[Weighed], limits: Thresholds) -> str:
     return f"{where}{what}: {finding.problem} [{finding.rule}]"
 
 
-def _line(group: list[Weighed], limits: Thresholds, context: Context) -> str:
+def _line(group: list[Weighed], limits: Thresholds, context: Upgrade) -> str:
     """One statement's evidence line; see the module docstring."""
     status = max((w.status for w in group), key=lambda s: s.rank)
     first = group[0].finding
