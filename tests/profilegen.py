@@ -30,6 +30,7 @@ MINIMAL: dict[str, dict[str, Any]] = {
     "postgres.replication": {"dsn": "postgresql://app:pw@db.invalid/app"},
     "postgres.backups": {"dsn": "postgresql://app:pw@db.invalid/app"},
     "alembic.head": {"dsn": "postgresql://app:pw@db.invalid/app"},
+    "alembic.safety": {"dsn": "postgresql://app:pw@db.invalid/app", "script_location": "m"},
     "redis.ping": {"url": "redis://:pw@cache.invalid:6379/0"},
     "http.endpoint": {"url": "https://service.invalid/health"},
     "http.security_headers": {"url": "https://service.invalid/"},
