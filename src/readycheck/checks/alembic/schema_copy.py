@@ -152,14 +152,15 @@ async def _tables(session: Session, user: str) -> list[str]:
 
 def find_pg_dump() -> Path | None:
     """pg_dump beside the server binaries the trace starts, or on PATH."""
-    try:
-        from readycheck.demo.postgres import find_postgres_bindir
+    from readycheck.demo.postgres import find_postgres_bindir
+    from readycheck.demo.processes import ServerStartError
 
+    try:
         beside = find_postgres_bindir() / "pg_dump"
-        if beside.is_file():
-            return beside
-    except Exception:  # no server binaries: PATH may still have a client
-        pass
+    except ServerStartError:  # no server binaries: PATH may still have a client
+        beside = None
+    if beside is not None and beside.is_file():
+        return beside
     found = shutil.which("pg_dump")
     return Path(found) if found else None
 
