@@ -250,6 +250,7 @@ def test_scripts_that_cannot_be_read_are_an_error(pg_database: PgDatabase, tmp_p
     ],
     ids=["no-folder", "a-file", "no-ini", "ini-names-nowhere", "ini-without-it", "not-an-ini"],
 )
+@pytest.mark.parametrize("check_type", ["alembic.head", "alembic.safety"])
 def test_scripts_that_name_nothing_are_a_profile_error_at_validate(
     cli: Callable[..., CliResult],
     write_profile: Callable[..., Path],
@@ -257,6 +258,7 @@ def test_scripts_that_name_nothing_are_a_profile_error_at_validate(
     params: str,
     files: dict[str, str],
     message: str,
+    check_type: str,
 ) -> None:
     for name, text in files.items():
         (tmp_path / name).write_text(text)
@@ -264,7 +266,7 @@ def test_scripts_that_name_nothing_are_a_profile_error_at_validate(
         f"""
         checks:
           - id: migrations
-            type: alembic.head
+            type: {check_type}
             with:
               dsn: postgresql://app:pw@db.invalid/app
               {params}

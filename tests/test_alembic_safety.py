@@ -429,12 +429,6 @@ def test_a_statement_the_parser_refuses_is_shown_as_unparsed(
     assert "PostgreSQL's parser refused it (syntax error at or near" in line
 
 
-def test_a_missing_scripts_folder_is_an_error(pg_database: PgDatabase, tmp_path: Path) -> None:
-    result = _safety(tmp_path, pg_database, tmp_path / "nowhere")
-    assert result.status is Status.ERROR
-    assert result.summary.endswith("nowhere is not a folder (script_location)")
-
-
 # -- squawk present, absent, crashing -------------------------------------------------------
 
 
