@@ -358,7 +358,9 @@ def test_a_fixed_latency_endpoint_passes_a_budget_above_it(
 ) -> None:
     result = run_one(f"url: '{http_server.url}/sleep?ms=100', {QUICK}, p95: 1s, p99: 2s")
     assert result.status is Status.PASS, result.summary
-    assert 100 <= result.metrics["p95_ms"] < 200
+    # The server sleeps 100 ms: no request can be faster. (How much slower a busy
+    # machine makes it is not this test's business: the budget's PASS bounds it.)
+    assert result.metrics["p95_ms"] >= 100
     assert result.metrics["p50_ms"] >= 100
     assert result.metrics["requests"] == 100
     assert result.metrics["errors"] == 0

@@ -168,3 +168,25 @@ def test_the_attestations_file_cannot_be_an_output(cli: Cli, profile: Path, tmp_
     result = cli("run", profile, "--json", target)
     assert result.exit_code == 2
     assert "a file check 'rollback-rehearsed' reads" in result.stderr
+
+
+def test_the_report_lists_manual_items_in_their_own_section(
+    cli: Cli, profile: Path, tmp_path: Path
+) -> None:
+    from markdown_it import MarkdownIt
+
+    assert (
+        cli(
+            "attest", profile, "rollback-rehearsed", "--by", "on-call-lead", "--note", "OPS-12"
+        ).exit_code
+        == 0
+    )
+    report = tmp_path / "r.md"
+    cli("run", profile, "--report", report)
+    html = MarkdownIt("commonmark").enable("table").render(report.read_text())
+    section = html.split("<h2>Confirmed by people</h2>", 1)[1].split("<h2>", 1)[0]
+    rows = section.split("<tr>")[2:]
+    assert len(rows) == 2
+    assert "Was the rollback rehearsed on staging this week?" in rows[0]
+    assert "<td>attested</td>" in rows[0] and "on-call-lead" in rows[0] and "OPS-12" in rows[0]
+    assert "Are the runbooks updated?" in rows[1] and "<td>not attested</td>" in rows[1]

@@ -57,7 +57,24 @@ def test_a_failure_that_holds_recommends_the_rollback(
     errors = next(check for check in document["checks"] if check["id"] == "errors")
     assert [point["status"] for point in errors["timeline"]] == ["PASS", "FAIL", "FAIL"]
     assert "rounds: PASS FAIL FAIL" in errors["evidence"]
-    assert report.exists()
+    text = report.read_text()
+    window = text.split("## Rollback window", 1)[1].split("\n## ", 1)[0]
+    assert "3 rounds from" in window and "rollback recommended: errors FAIL" in window
+    assert "| `errors` | PASS FAIL FAIL | yes |" in window
+
+
+def test_the_html_report_draws_each_metric_round_by_round(
+    cli: Cli, write_profile: Callable[..., Path], tmp_path: Path
+) -> None:
+    path = write_profile(
+        "checks:\n  - {id: api, type: test.sleep, with: {metrics: {p99_ms: 12.5}}}\n"
+    )
+    html = tmp_path / "r.html"
+    result = cli("watch", path, "--for", "30ms", "--every", "10ms", "--html", html)
+    assert result.exit_code == 0, result.output
+    text = html.read_text()
+    assert "<h2>Rollback window</h2>" in text
+    assert 'aria-label="api: p99_ms, round by round"' in text
 
 
 def test_a_flapping_check_is_reported_and_not_acted_on(

@@ -50,6 +50,7 @@ def render(result: RunResult, *, redactor: Redactor | None = None) -> str:
         is_web_url=lambda url: str(url).lower().startswith(("http://", "https://")),
     )
     context = overview.context(result)
+    context["timeline_charts"] = timeline_svgs(result)
     context["svg_charts"] = [
         (chart, latency_svg(chart), distribution_svg(chart) if chart.distribution else None)
         for chart in context["charts"]
@@ -59,6 +60,36 @@ def render(result: RunResult, *, redactor: Redactor | None = None) -> str:
     except jinja2.TemplateError as exc:
         raise OutputError(f"HTML report template: {exc}") from None
     return (redactor or Redactor()).redact(text)
+
+
+MAX_TIMELINE_CHARTS = 12
+
+
+def timeline_svgs(result: RunResult) -> list[Markup]:
+    """``readycheck watch``: each check's metrics, round by round (the first few)."""
+    charts = []
+    for check in result.checks:
+        names = sorted({name for point in check.timeline for name in point.metrics})
+        for name in names:
+            bars = [
+                (str(point.round), point.metrics[name])
+                for point in check.timeline
+                if name in point.metrics
+            ]
+            if len(bars) < 2:
+                continue
+            top = max(value for _, value in bars)
+            charts.append(
+                bar_chart(
+                    f"{check.id}: {name}, round by round",
+                    bars,
+                    ceiling=top * 1.15 if top > 0 else 1.0,
+                    value_format="{:.3g}",
+                )
+            )
+            if len(charts) == MAX_TIMELINE_CHARTS:
+                return charts
+    return charts
 
 
 def latency_svg(chart: overview.LatencyChart) -> Markup:

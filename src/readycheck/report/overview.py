@@ -307,12 +307,79 @@ def context(result: RunResult) -> dict[str, Any]:
         "measurements": measurements(result),
         "measurements_shown": MEASUREMENTS_SHOWN,
         "not_run_checks": not_run_checks(result),
+        "attested": attested_items(result),
+        "rounds": watch_rounds(result),
         "charts": latency_charts(result),
         "comparison": result.comparison,
         "verdict_badge": _BADGES[result.verdict],
         "verdict_sentence": verdict_sentence(result),
         "waiver_states": _WAIVER_STATES,
     }
+
+
+@dataclass(frozen=True)
+class AttestedItem:
+    """A manual item, as the report's "Confirmed by people" section shows it."""
+
+    check: CheckResult
+    question: str
+    state: str
+    """attested, missing, stale or refused."""
+    by: str | None
+    at: str | None
+    note: str | None
+
+
+_ATTESTATION_STATES = {
+    "attested": "attested",
+    "missing": "not attested",
+    "stale": "stale: confirm again",
+    "refused": "attested by someone not allowed",
+}
+
+
+def attested_items(result: RunResult) -> list[AttestedItem]:
+    """The manual items of the run, machine-checked lines' counterpart."""
+    items = []
+    for check in result.checks:
+        if check.type != "manual":
+            continue
+        data = check.data
+        at = data.get("at")
+        items.append(
+            AttestedItem(
+                check=check,
+                question=str(data.get("question") or check.name),
+                state=_ATTESTATION_STATES.get(str(data.get("state")), "not run"),
+                by=data.get("by"),
+                at=str(at)[:16].replace("T", " ") + " UTC" if at else None,
+                note=data.get("note"),
+            )
+        )
+    return items
+
+
+@dataclass(frozen=True)
+class WatchRounds:
+    """The timeline of a ``readycheck watch``: each check's status round by round."""
+
+    count: int
+    first: datetime
+    last: datetime
+    rows: list[tuple[CheckResult, list[Status]]]
+
+
+def watch_rounds(result: RunResult) -> WatchRounds | None:
+    timed = [check for check in result.checks if check.timeline]
+    if not timed:
+        return None
+    points = [point for check in timed for point in check.timeline]
+    return WatchRounds(
+        count=max(point.round for point in points),
+        first=min(point.at for point in points),
+        last=max(point.at for point in points),
+        rows=[(check, [point.status for point in check.timeline]) for check in timed],
+    )
 
 
 def verdict_sentence(result: RunResult) -> str:
