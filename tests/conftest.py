@@ -21,7 +21,12 @@ from readycheck.engine import Engine
 from readycheck.profile import load_profile
 from readycheck.results import CheckResult
 
-pytest_plugins = ["tests.servers.http", "tests.servers.postgres", "tests.servers.redis"]
+pytest_plugins = [
+    "tests.servers.http",
+    "tests.servers.postgres",
+    "tests.servers.prometheus",
+    "tests.servers.redis",
+]
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -40,6 +40,8 @@ MINIMAL: dict[str, dict[str, Any]] = {
     "http.latency": {"url": "https://service.invalid/"},
     "tls.certificate": {"url": "https://service.invalid/"},
     "websocket.handshake": {"url": "wss://service.invalid/ws"},
+    "prometheus.query": {"url": "https://prometheus.invalid", "query": "up", "expect": {"==": 1}},
+    "prometheus.alerts": {"url": "https://prometheus.invalid"},
 }
 
 # Check types whose run touches only this machine (with the values the generator uses).

@@ -211,13 +211,16 @@ async def fetch(
     ctx: Context,
     *,
     method: str | None = None,
+    params: Mapping[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
     omit_headers: Collection[str] = (),
     content: bytes | None = None,
 ) -> Reply:
     """Send one request and read the response up to ``max_body``; RequestFailed otherwise.
 
-    ``headers`` are added to (and override) the profile's; ``omit_headers`` are left out.
+    ``params`` are added to the URL's query (and left out of summaries: an API's query
+    can be long); ``headers`` are added to (and override) the profile's; ``omit_headers``
+    are left out.
     """
     import asyncio
 
@@ -232,7 +235,12 @@ async def fetch(
     sent.update(headers or {})
     try:
         request = client.build_request(
-            method, p.url, headers=sent, content=content, timeout=httpx.Timeout(limit.seconds)
+            method,
+            p.url,
+            params=params,
+            headers=sent,
+            content=content,
+            timeout=httpx.Timeout(limit.seconds),
         )
     except httpx.InvalidURL:
         raise RequestFailed(Outcome.errored(f"{shown}: httpx cannot use this URL")) from None
