@@ -25,6 +25,7 @@ pytest_plugins = [
     "tests.servers.http",
     "tests.servers.postgres",
     "tests.servers.prometheus",
+    "tests.servers.ratelimit",
     "tests.servers.redis",
 ]
 

@@ -37,6 +37,7 @@ MINIMAL: dict[str, dict[str, Any]] = {
     "http.request_id": {"url": "https://service.invalid/"},
     "http.error_contract": {"url": "https://service.invalid/missing"},
     "http.metrics": {"url": "https://service.invalid/metrics"},
+    "http.rate_limit": {"url": "https://service.invalid/", "expect_429_within": 50},
     "http.latency": {"url": "https://service.invalid/"},
     "tls.certificate": {"url": "https://service.invalid/"},
     "websocket.handshake": {"url": "wss://service.invalid/ws"},

@@ -498,7 +498,7 @@ def test_parameter_models_import_no_driver() -> None:
     code = (
         "import sys\n"
         "from readycheck.registry import Registry\n"
-        "for name in ['prometheus.query', 'prometheus.alerts']:\n"
+        "for name in ['prometheus.query', 'prometheus.alerts', 'http.rate_limit']:\n"
         "    Registry().get(name)\n"
         "print(','.join(m for m in ['httpx', 'httpcore', 'ssl'] if m in sys.modules))\n"
     )

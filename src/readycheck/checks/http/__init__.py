@@ -4,8 +4,9 @@ The checks a readiness checklist asks of a running service: its health endpoints
 (`http.endpoint`, with `retry_for` the "wait until the new deploy is ready" gate), its
 responses carry the security headers and keep CORS closed (`http.security_headers`), it
 keeps request ids (`http.request_id`), its errors follow the agreed JSON contract
-(`http.error_contract`), it exposes Prometheus metrics (`http.metrics`), its certificate
-is trusted and not expiring (`tls.certificate`), and its WebSocket routes upgrade
+(`http.error_contract`), it exposes Prometheus metrics (`http.metrics`), it throttles a
+burst and recovers (`http.rate_limit`, which sends load), its certificate is trusted and
+not expiring (`tls.certificate`), and its WebSocket routes upgrade
 (`websocket.handshake`).
 
 Every probe is bounded: connect and read timeouts, a total deadline (a server that
