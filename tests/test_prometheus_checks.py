@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from readycheck.results import Status
-from tests.conftest import REPO, CheckRun, CliResult, RunCheck
+from tests.conftest import REPO, CheckRun, CliResult, RunCheck, placeholder_env
 from tests.servers.http import Reply, Serve, ok
 from tests.servers.prometheus import (
     BROKEN_RULE_ERROR,
@@ -544,3 +545,20 @@ def test_basic_auth_credentials_are_in_no_output(
     for text in (result.stdout, result.stderr, out.read_text(), report.read_text()):
         assert prometheus_server.password not in text
         assert pair not in text
+
+
+def test_the_starters_prometheus_checks_validate_once_uncommented(
+    cli: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    text = (REPO / "src" / "readycheck" / "starters" / "fastapi-postgres.yaml").read_text()
+    start = text.index("# -- monitoring (Prometheus)")
+    end = text.index("# -- performance", start)
+    section = re.sub(r"(?m)^  # (?=- id: |  )", "  ", text[start:end])
+    uncommented = text[:start] + section + text[end:]
+    assert uncommented.count("type: prometheus.") == 2
+    assert "type: http.rate_limit" in uncommented
+    target = tmp_path / "readycheck.yaml"
+    target.write_text(uncommented)
+    result = cli("validate", target, env=placeholder_env(uncommented))
+    assert result.exit_code == 0, result.output
+    assert "prometheus.alerts, prometheus.query" in result.stdout
