@@ -62,6 +62,7 @@ def test_throttling_within_the_limit_passes_with_the_count_and_recovers(
         "RateLimit-Limit: 5, RateLimit-Remaining: 0, RateLimit-Reset: 1"
     ) in evidence
     assert "recovered: 200 OK " in evidence
+    assert [mark for mark in result.marks if mark] == ["held", "held"]  # headers, recovery
     assert result.metrics["recovery_s"] >= 1.0  # it waited as Retry-After asked
     # Six in the burst, then as few as recovery took (one, unless the machine stalled).
     assert len(server.requests) == result.metrics["requests"] >= 7

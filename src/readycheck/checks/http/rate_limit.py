@@ -14,7 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from readycheck.checks.http.client import Reply, RequestFailed, fetch, retry_after
 from readycheck.checks.http.request import PayloadParams
 from readycheck.registry import check
-from readycheck.results import Outcome
+from readycheck.results import Outcome, broken, held, soft
 from readycheck.units import Duration
 
 if TYPE_CHECKING:
@@ -247,9 +247,10 @@ async def rate_limit(p: RateLimitParams, ctx: Context) -> Outcome:
     headers = _limit_headers(throttled.headers)
     first_throttled = f"the first throttled answer ({throttled.status_line}, answer {at})"
     if headers:
-        evidence.append(f"{first_throttled} carries {headers}")
+        evidence.append(held(f"{first_throttled} carries {headers}"))
     else:
-        evidence.append(f"{first_throttled} carries no Retry-After or RateLimit-* header")
+        line = f"{first_throttled} carries no Retry-After or RateLimit-* header"
+        evidence.append(broken(line) if p.expect_headers else line)
         if p.expect_headers:
             problems.append(
                 f"{throttled.status_line} without Retry-After or RateLimit-* headers: "
@@ -341,7 +342,7 @@ async def _recover(
             f"the service asks to wait {Duration(round(wait))}, longer than recover_within "
             f"{p.recover_within}: recovery not confirmed"
         )
-        result.evidence.append(result.warning)
+        result.evidence.append(soft(result.warning))
         return result
     deadline = throttled_at + window
     pause = wait if wait is not None else _FIRST_WAIT_S
@@ -360,13 +361,14 @@ async def _recover(
         if reply.status not in codes:
             if reply.status >= 400:
                 result.problem = f"after the wait, answered {reply.status_line}"
-                result.evidence.append(result.problem)
                 return result
             result.seconds = elapsed
             sent = f"{result.probes} request{'s' if result.probes > 1 else ''}"
             result.evidence.append(
-                f"recovered: {reply.status_line} {elapsed:.1f}s after the first throttled "
-                f"answer ({sent} after the burst)"
+                held(
+                    f"recovered: {reply.status_line} {elapsed:.1f}s after the first throttled "
+                    f"answer ({sent} after the burst)"
+                )
             )
             return result
         last = reply.status_line
@@ -374,7 +376,7 @@ async def _recover(
         pause = min(max(asked if asked is not None else pause * 2, 0.5), _LONGEST_PAUSE_S)
         next_at = time.monotonic() + pause + _SLACK_S
     result.problem = f"still throttled {p.recover_within} after the first throttled answer ({last})"
-    result.evidence.append(f"{result.problem}; {result.probes} request(s) sent meanwhile")
+    result.evidence.append(f"{result.probes} request(s) sent after the burst, each throttled")
     return result
 
 
@@ -391,7 +393,7 @@ def _verdict(
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         return Outcome.failed(
             f"{shown}: {problems[0]}{more}",
-            evidence=[*problems, *evidence],
+            evidence=[*map(broken, problems), *evidence],
             metrics=metrics,
             remediation="Configure rate limiting for this endpoint (gateway or application): "
             "answer 429 with Retry-After once a client is over its limit, and serve it again "

@@ -14,7 +14,7 @@ from readycheck.checks.http.client import RequestFailed, one_line
 from readycheck.checks.prometheus.api import Answer, PrometheusParams, ask, warning_lines
 from readycheck.checks.prometheus.query import series_name
 from readycheck.registry import check
-from readycheck.results import Outcome
+from readycheck.results import Outcome, broken, held, soft
 
 if TYPE_CHECKING:
     from readycheck.context import Context
@@ -154,7 +154,7 @@ def _rules(p: AlertsParams, data: Any, found: Findings) -> None:
             hint = f" (did you mean {close[0]}?)" if close else ""
             line = f"required rule {ref} is not loaded{hint}"
             found.problems.append(line)
-            found.evidence.append(line)
+            found.evidence.append(broken(line))
             continue
         for rule in matched:
             where = f"group {rule.get('_group', '?')}"
@@ -164,11 +164,13 @@ def _rules(p: AlertsParams, data: Any, found: Findings) -> None:
                 error = one_line(str(rule.get("lastError") or "no message"), _TEXT_WIDTH)
                 line = f"rule {rule.get('name')} is loaded ({where}) but fails: {error}"
                 found.problems.append(line)
-                found.evidence.append(line)
+                found.evidence.append(broken(line))
             else:
                 state = rule.get("state", "?")
                 fresh = ", not evaluated yet" if health == "unknown" else ""
-                found.evidence.append(f"rule {rule.get('name')} loaded ({where}), {state}{fresh}")
+                found.evidence.append(
+                    held(f"rule {rule.get('name')} loaded ({where}), {state}{fresh}")
+                )
     found.metrics.update({"rules_missing": missing, "rules_failing": failing})
     if not rules and missing:
         found.evidence.append("Prometheus has no alerting rule loaded at all")
@@ -221,7 +223,7 @@ def _firing(p: AlertsParams, data: Any, found: Findings) -> None:
     if len(shown) > p.evidence_alerts:
         found.evidence.append(f"... and {len(shown) - p.evidence_alerts} more")
     if not shown:
-        found.evidence.append(f"no {severity}alert firing or pending")
+        found.evidence.append(held(f"no {severity}alert firing or pending"))
     if others:
         found.evidence.append(
             f"also firing, of a severity not forbidden: {one_line(', '.join(others), 200)}"
@@ -267,4 +269,5 @@ def _alert_line(p: AlertsParams, alert: Mapping[str, Any]) -> str:
         text = annotations.get("summary") or annotations.get("description")
         summary = f": {one_line(str(text), _TEXT_WIDTH)}" if text else ""
     when = f" since {since} UTC" if since else ""
-    return f"{state} {series_name({'__name__': name, **labels})}{when}{summary}"
+    line = f"{state} {series_name({'__name__': name, **labels})}{when}{summary}"
+    return broken(line) if alert.get("state") == "firing" else soft(line)

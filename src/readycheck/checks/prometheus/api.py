@@ -24,7 +24,7 @@ from readycheck.checks.http.client import RequestFailed, fetch, one_line
 from readycheck.checks.http.request import HttpParams, RequestParams
 from readycheck.checks.sources import SourceProblem, ValueSource, check_plain, read_value
 from readycheck.params import BufferSize, CheckParams
-from readycheck.results import Outcome, Status
+from readycheck.results import Outcome, Status, soft
 from readycheck.units import Size
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ async def ask(
 
 def warning_lines(answer: Answer) -> Iterator[str]:
     for warning in answer.warnings:
-        yield f"Prometheus warns: {warning}"
+        yield soft(f"Prometheus warns: {warning}")
 
 
 async def _auth_headers(auth: Auth | None, ctx: Context) -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -21,19 +21,21 @@ from readycheck.checks.prometheus.api import (
     warning_lines,
 )
 from readycheck.registry import check
-from readycheck.results import Outcome
+from readycheck.results import Outcome, broken, held, soft
 from readycheck.units import Duration
 
 if TYPE_CHECKING:
     from readycheck.context import Context
 
-Comparator = Literal["<", "<=", ">", ">=", "==", "!="]
+# The notation of postgres.query's `value`, `=` included.
+Comparator = Literal["<", "<=", ">", ">=", "=", "==", "!="]
 Threshold = dict[Comparator, Annotated[float, Field(allow_inf_nan=False)]]
 _HOLDS = {
     "<": lambda value, bound: value < bound,
     "<=": lambda value, bound: value <= bound,
     ">": lambda value, bound: value > bound,
     ">=": lambda value, bound: value >= bound,
+    "=": lambda value, bound: value == bound,
     "==": lambda value, bound: value == bound,
     "!=": lambda value, bound: value != bound,
 }
@@ -51,7 +53,7 @@ class QueryParams(PrometheusParams):
     )
     expect: Threshold = Field(
         description='What every value must satisfy, e.g. {"<": 0.01} or {">=": 1, "<=": 10} '
-        "(all must hold); operators <, <=, >, >=, ==, !=. A value that breaks it FAILs.",
+        "(all must hold); operators <, <=, >, >=, = (==), !=. A value that breaks it FAILs.",
     )
     warn: Threshold | None = Field(
         None,
@@ -236,14 +238,14 @@ def _holds(value: float, threshold: Mapping[Comparator, float]) -> bool:
 def _judge(
     p: QueryParams, name: str, points: list[tuple[float, float]], expected_steps: int
 ) -> Series:
-    broken = sum(1 for _, value in points if not _holds(value, p.expect))
-    soft = 0
+    breaking = sum(1 for _, value in points if not _holds(value, p.expect))
+    warned = 0
     if p.warn is not None:
-        soft = sum(
+        warned = sum(
             1 for _, value in points if _holds(value, p.expect) and not _holds(value, p.warn)
         )
     missing = max(0, expected_steps - len(points)) if p.for_ else 0
-    return Series(name, tuple(points), broken, soft, missing)
+    return Series(name, tuple(points), breaking, warned, missing)
 
 
 def _threshold(threshold: Mapping[Comparator, float]) -> str:
@@ -286,15 +288,15 @@ def _verdict(p: QueryParams, answer: Answer, series: list[Series], steps: int) -
     if len(ordered) > p.evidence_series:
         evidence.append(f"... and {len(ordered) - p.evidence_series} more series")
     evidence.append(answer.reply.describe())
-    broken = [s for s in ordered if s.broken]
+    breaking = [s for s in ordered if s.broken]
     gaps = [s for s in ordered if s.missing and not s.broken]
-    soft = [s for s in ordered if s.soft and not s.broken]
+    warned = [s for s in ordered if s.soft and not s.broken]
     of = f"{len(series)} series"
-    if broken:
-        first = broken[0]
+    if breaking:
+        first = breaking[0]
         shown = f"{first.name} = {_number(first.latest)}" if not p.for_ else first.name
         return Outcome.failed(
-            f"{len(broken)} of {of} {'break' if len(broken) > 1 else 'breaks'} {wanted}"
+            f"{len(breaking)} of {of} {'break' if len(breaking) > 1 else 'breaks'} {wanted}"
             f"{window}: {shown}",
             evidence=evidence,
             metrics=metrics,
@@ -308,10 +310,10 @@ def _verdict(p: QueryParams, answer: Answer, series: list[Series], steps: int) -
             metrics=metrics,
             remediation=_GAP_REMEDIATION,
         )
-    if soft:
+    if warned:
         return Outcome.warned(
-            f"{len(soft)} of {of} within {wanted} but not {_threshold(p.warn or {})}{window}: "
-            f"{soft[0].name}",
+            f"{len(warned)} of {of} within {wanted} but not {_threshold(p.warn or {})}{window}: "
+            f"{warned[0].name}",
             evidence=evidence,
             metrics=metrics,
         )
@@ -364,7 +366,19 @@ def _empty(
 
 
 def _line(p: QueryParams, series: Series, steps: int) -> str:
-    """One series as evidence: `name{labels} = 0.91, expected < 0.8`."""
+    """One series as evidence, marked: `name{labels} = 0.91, expected < 0.8`."""
+    return _marked(p, series)(_text(p, series, steps))
+
+
+def _marked(p: QueryParams, series: Series) -> Callable[[str], str]:
+    if series.broken or (series.missing and p.on_empty == "fail"):
+        return broken
+    if series.soft or (series.missing and p.on_empty == "warn"):
+        return soft
+    return held
+
+
+def _text(p: QueryParams, series: Series, steps: int) -> str:
     wanted = _threshold(p.expect)
     if not p.for_:
         value = series.latest
