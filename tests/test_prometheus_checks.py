@@ -23,7 +23,7 @@ from tests.servers.prometheus import (
     BROKEN_RULE_ERROR,
     USER,
     WARNING_QUERY,
-    PrometheusServer,
+    RunningPrometheus,
 )
 
 PASSWORD_ENV = "READYCHECK_TEST_PROMETHEUS_PASSWORD"
@@ -33,7 +33,7 @@ Run = Callable[..., CheckRun]
 
 
 @pytest.fixture
-def prom(prometheus_server: PrometheusServer, run_check: RunCheck) -> Run:
+def prom(prometheus_server: RunningPrometheus, run_check: RunCheck) -> Run:
     """Run a Prometheus check against the test Prometheus, signed in with basic auth
     whose password is read from the environment."""
 
@@ -131,7 +131,7 @@ def test_a_syntax_error_is_an_error_with_prometheus_message(prom: Run) -> None:
 
 
 def test_a_syntax_error_is_not_retried(
-    prometheus_server: PrometheusServer, run_check: RunCheck
+    prometheus_server: RunningPrometheus, run_check: RunCheck
 ) -> None:
     auth = {"basic": {"username": USER, "password": {"env": PASSWORD_ENV}}}
     run = run_check(
@@ -225,7 +225,7 @@ def test_a_page_that_is_not_the_api_is_an_error(run_check: RunCheck, serve: Serv
 
 
 def test_held_for_the_last_n_is_judged_on_every_point(
-    prom: Run, prometheus_server: PrometheusServer
+    prom: Run, prometheus_server: RunningPrometheus
 ) -> None:
     prometheus_server.wait_for_history(4)
     window = {"query": "app_pool_usage_ratio", "step": "1s", "for": "3s"}
@@ -265,7 +265,7 @@ def test_a_series_younger_than_the_window_has_not_held(prom: Run) -> None:
 
 
 def test_wrong_credentials_are_an_error_and_never_shown(
-    prometheus_server: PrometheusServer, run_check: RunCheck
+    prometheus_server: RunningPrometheus, run_check: RunCheck
 ) -> None:
     wrong = "canary-wrong-password-8d2c"
     auth = {"basic": {"username": USER, "password": {"env": PASSWORD_ENV}}}
@@ -281,7 +281,7 @@ def test_wrong_credentials_are_an_error_and_never_shown(
 
 
 def test_no_credentials_where_they_are_needed_is_an_error(
-    prometheus_server: PrometheusServer, run_check: RunCheck
+    prometheus_server: RunningPrometheus, run_check: RunCheck
 ) -> None:
     run = run_check(
         "prometheus.query", {"url": prometheus_server.url, "query": "up", "expect": {"==": 1}}
@@ -521,7 +521,7 @@ def test_every_type_is_explained(cli: Callable[..., CliResult], check_type: str)
 
 
 def test_basic_auth_credentials_are_in_no_output(
-    prometheus_server: PrometheusServer,
+    prometheus_server: RunningPrometheus,
     write_profile: Callable[..., Path],
     cli: Callable[..., CliResult],
     tmp_path: Path,
@@ -569,3 +569,29 @@ def test_the_starters_prometheus_checks_validate_once_uncommented(
     result = cli("validate", target, env=placeholder_env(uncommented))
     assert result.exit_code == 0, result.output
     assert "prometheus.alerts, prometheus.query" in result.stdout
+
+
+def test_the_demo_leaves_its_prometheus_checks_out_where_none_is_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import contextlib
+
+    from readycheck import demo
+    from readycheck.demo import prometheus
+    from readycheck.profile import load_profile
+
+    monkeypatch.setattr(prometheus, "find_prometheus", lambda: None)
+    with contextlib.ExitStack() as stack:
+        url, run = demo._start_prometheus(stack, "http://127.0.0.1:1")
+    assert url is None
+    assert run.notes == (
+        "readycheck demo: no prometheus installed, so the Prometheus checks are left out "
+        "(apt-get install prometheus, or set READYCHECK_PROMETHEUS, to see them)",
+    )
+    profile = load_profile(demo.PROFILE)
+    kept = run.fit(profile).checks
+    assert {c.type.name for c in profile.checks} - {c.type.name for c in kept} == {
+        "prometheus.query",
+        "prometheus.alerts",
+    }
+    assert len(kept) == len(profile.checks) - 2

@@ -702,7 +702,9 @@ def _demo(fix: bool, directory: Path, redactor: Redactor, debug: bool) -> tuple[
     targets.check()
     typer.echo(showcase.announcement(fix, directory))
     with showcase.running(fix=fix) as session:
-        loaded = _load(session.profile, None, redactor)
+        loaded = session.fit(_load(session.profile, None, redactor))
+        for note in session.notes:
+            typer.echo(note)
         if fix:
             showcase.attest_rehearsal(loaded)
         _setup_logging(debug, None, redactor)

@@ -1,8 +1,8 @@
 """A real Prometheus for the tests of the Prometheus checks.
 
-Debian's ``prometheus`` binary (``apt-get install prometheus``; ``.ci/run`` installs it),
-or the one ``$READYCHECK_PROMETHEUS`` names, started once per session on 127.0.0.1 with a
-temporary config:
+readycheck.demo.prometheus.PrometheusServer (Debian's ``prometheus`` binary, which
+``.ci/run`` installs, or the one ``$READYCHECK_PROMETHEUS`` names), started once per
+session on 127.0.0.1 with a temporary config:
 
 - one scrape job, ``app``, every second, of a small app exposing APP_METRICS through
   prometheus_client's own HTTP server;
@@ -18,20 +18,13 @@ The fixture waits for ``/-/ready``, the first scrape and the first firing alert,
 starts with data. Where no binary is found, tests using it are skipped with the reason.
 
     fixture             scope     what it is
-    prometheus_server   session   PrometheusServer
+    prometheus_server   session   RunningPrometheus (url, password, wait_for_history)
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import os
 import secrets
-import shutil
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,18 +32,11 @@ from typing import Any
 
 import pytest
 
-from readycheck.demo.processes import (
-    ServerProcess,
-    ServerStartError,
-    private_temp_dir,
-    start_on_free_port,
-)
+from readycheck.demo.prometheus import EXECUTABLE_VARIABLE, PrometheusServer, find_prometheus
 from tests.servers.process import free_tcp_port
 
 HOST = "127.0.0.1"
 USER = "readycheck"
-EXECUTABLE_VARIABLE = "READYCHECK_PROMETHEUS"
-START_TIMEOUT_S = 30.0
 
 # What the app exposes: (name, labels, value), gauges all.
 APP_METRICS: list[tuple[str, dict[str, str], float]] = [
@@ -59,7 +45,6 @@ APP_METRICS: list[tuple[str, dict[str, str], float]] = [
     ("app_queue_depth", {}, 250),
     ("app_error_ratio", {}, 0.002),
 ]
-
 RULES = """\
 groups:
   - name: app
@@ -86,58 +71,28 @@ BROKEN_RULE_ERROR = "vector cannot contain metrics with the same labelset"
 WARNING_QUERY = 'app_queue_depth or app_queue_depth{source="remote"}'
 
 
-def find_prometheus() -> str | None:
-    override = os.environ.get(EXECUTABLE_VARIABLE)
-    if override:
-        return override if Path(override).is_file() else None
-    return shutil.which("prometheus")
-
-
 @dataclass
-class PrometheusServer:
-    """A running Prometheus: its address, credentials, and when it first had data."""
+class RunningPrometheus:
+    """The session's Prometheus, its password, and when it first had the app's data."""
 
-    url: str
+    server: PrometheusServer
     password: str
-    process: ServerProcess
-    root: Path
     app_server: Any
     first_scrape: float
-    """``time.time()`` of the first scrape that found the app up."""
+    """`time.time()` once the first scrape had found the app up."""
     user: str = USER
 
-    def get(self, path: str, **params: str) -> Any:
-        """An API answer's ``data``, asked with the credentials."""
-        query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        return _get(f"{self.url}{path}{query}", self.password)["data"]
+    @property
+    def url(self) -> str:
+        return self.server.url
 
     def wait_for_history(self, seconds: float) -> None:
-        """Sleep until the app has been scraped for at least ``seconds``."""
+        """Sleep until the app has been scraped for at least `seconds`."""
         time.sleep(max(0.0, self.first_scrape + seconds - time.time()))
 
     def stop(self) -> None:
-        self.process.stop()
+        self.server.stop()
         self.app_server.shutdown()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-def _get(url: str, password: str, timeout: float = 2.0) -> Any:
-    request = urllib.request.Request(url)
-    token = base64.b64encode(f"{USER}:{password}".encode()).decode()
-    request.add_header("Authorization", f"Basic {token}")
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read())
-
-
-def _ready(port: int, password: str) -> bool:
-    request = urllib.request.Request(f"http://{HOST}:{port}/-/ready")
-    token = base64.b64encode(f"{USER}:{password}".encode()).decode()
-    request.add_header("Authorization", f"Basic {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=1) as response:
-            return bool(response.status == 200)
-    except (OSError, urllib.error.URLError):
-        return False
 
 
 def _start_app() -> Any:
@@ -153,15 +108,12 @@ def _start_app() -> Any:
     return server
 
 
-def _write_config(root: Path, app_port: int, password: str) -> Path:
-    import bcrypt
-
-    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
-    (root / "web.yml").write_text(f"basic_auth_users:\n  {USER}: '{hashed}'\n")
-    (root / "rules.yml").write_text(RULES)
-    config = root / "prometheus.yml"
-    config.write_text(
-        f"""\
+def _config(app_port: int) -> Any:
+    def write(root: Path) -> Path:
+        (root / "rules.yml").write_text(RULES)
+        config = root / "prometheus.yml"
+        config.write_text(
+            f"""\
 global:
   scrape_interval: 1s
   scrape_timeout: 1s
@@ -176,75 +128,55 @@ remote_read:
     remote_timeout: 1s
     required_matchers: {{source: remote}}
 """
-    )
-    return config
+        )
+        return config
+
+    return write
 
 
-def start_prometheus(binary: str) -> PrometheusServer:
-    root = private_temp_dir("test-prometheus", None)
+def start_test_prometheus() -> RunningPrometheus:
+    import bcrypt
+
     password = secrets.token_urlsafe(18)
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
     app = _start_app()
     try:
-        config = _write_config(root, app.server_port, password)
-
-        def launch(port: int) -> ServerProcess:
-            return ServerProcess.start(
-                [
-                    binary,
-                    f"--config.file={config}",
-                    f"--web.config.file={root / 'web.yml'}",
-                    f"--storage.tsdb.path={root / 'data'}",
-                    f"--web.listen-address={HOST}:{port}",
-                    "--log.level=warn",
-                ],
-                name="prometheus",
-                log_path=root / "prometheus.log",
-                account=None,
-                env=dict(os.environ),
-            )
-
-        port, process = start_on_free_port(
-            launch, lambda port: _ready(port, password), host=HOST, timeout=START_TIMEOUT_S
+        server = PrometheusServer.start(
+            label="test",
+            write_config=_config(app.server_port),
+            web_config=f"basic_auth_users:\n  {USER}: '{hashed}'\n",
+            basic_auth=(USER, password),
         )
     except BaseException:
         app.shutdown()
-        shutil.rmtree(root, ignore_errors=True)
         raise
-    url = f"http://{HOST}:{port}"
-    server = PrometheusServer(url, password, process, root, app, first_scrape=0.0)
+    started = RunningPrometheus(server, password, app, first_scrape=0.0)
     try:
-        server.first_scrape = _wait_for_data(server)
+        server.wait_until(
+            lambda: bool(server.get("/api/v1/query", query='up{job="app"} == 1')["result"]),
+            "the first scrape of the app",
+        )
+        started.first_scrape = time.time()
+        server.wait_until(
+            lambda: any(
+                alert["labels"]["alertname"] == "QueueBacklog"
+                for alert in server.get("/api/v1/alerts")["alerts"]
+            ),
+            "QueueBacklog firing",
+        )
     except BaseException:
-        server.stop()
+        started.stop()
         raise
-    return server
-
-
-def _wait_for_data(server: PrometheusServer) -> float:
-    """Wait for the first scrape and the first firing alert; a time after that scrape."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    scraped: float | None = None
-    while time.monotonic() < deadline:
-        if scraped is None and server.get("/api/v1/query", query='up{job="app"} == 1')["result"]:
-            scraped = time.time()
-        alerts = server.get("/api/v1/alerts")["alerts"]
-        if scraped and any(a["labels"]["alertname"] == "QueueBacklog" for a in alerts):
-            return scraped
-        time.sleep(0.2)
-    raise ServerStartError(
-        f"prometheus had no data from the app within {START_TIMEOUT_S:g}s\n"
-        f"{server.process.log_tail()}"
-    )
+    return started
 
 
 @pytest.fixture(scope="session")
-def prometheus_server() -> Iterator[PrometheusServer]:
-    binary = find_prometheus()
-    if binary is None:
+def prometheus_server() -> Iterator[RunningPrometheus]:
+    if find_prometheus() is None:
         pytest.skip(
             "prometheus is not installed: apt-get install prometheus (Debian's package), "
             f"or set {EXECUTABLE_VARIABLE} to its path"
         )
-    server = start_prometheus(binary)
+    server = start_test_prometheus()
     yield server
     server.stop()

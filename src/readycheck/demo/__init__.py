@@ -14,6 +14,10 @@ What ``running()`` sets up, all on 127.0.0.1, and takes down again on the way ou
     Redis            redis.RedisServer
     orders-api       service.launch(), a process of its own; SECRET_KEY in its settings
                      a placeholder (strong with fix=True)
+    Prometheus       prometheus.PrometheusServer scraping orders-api every second, with its
+                     alerting rules (PROMETHEUS_RULES), when a prometheus binary is
+                     installed; otherwise the profile's checks tagged prometheus are left
+                     out, and a note says so
 
 The profile reads where everything is from READYCHECK_DEMO_* variables, set in
 ``os.environ`` for the run only. Running the profile is the CLI's job (its engine loop and
@@ -51,11 +55,42 @@ WEAK_SECRET = "changeme-please"
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+PROMETHEUS_TAG = "prometheus"
+PROMETHEUS_RULES = """\
+groups:
+  - name: orders-api
+    rules:
+      - alert: OrdersApiDown
+        expr: up{job="orders-api"} == 0
+        for: 30s
+        labels: {severity: critical}
+        annotations: {summary: "orders-api does not answer Prometheus' scrapes"}
+      - alert: OrdersApiHighErrorRate
+        expr: >-
+          sum(rate(http_requests_total{job="orders-api", code=~"5.."}[1m]))
+          / sum(rate(http_requests_total{job="orders-api"}[1m])) > 0.05
+        for: 2m
+        labels: {severity: critical}
+        annotations: {summary: "over 5% of orders-api's answers are server errors"}
+"""
+
+
 @dataclass(frozen=True)
 class DemoRun:
     """What the CLI needs while the demo's servers run."""
 
     profile: Path
+    leave_out: frozenset[str] = frozenset()
+    """Tags of the profile's checks this machine cannot run (no Prometheus installed)."""
+    notes: tuple[str, ...] = ()
+    """Lines to print before the checks run: what is left out, and why."""
+
+    def fit(self, profile: Profile) -> Profile:
+        """The profile without the checks ``leave_out`` names."""
+        import dataclasses
+
+        kept = tuple(c for c in profile.checks if not self.leave_out & set(c.tags))
+        return dataclasses.replace(profile, checks=kept)
 
     def shield(self) -> None:
         """Ignore Ctrl-C and SIGTERM from now until the servers are stopped.
@@ -228,6 +263,7 @@ def _start(stack: contextlib.ExitStack, *, fix: bool) -> tuple[DemoRun, dict[str
     (work / "backups").mkdir()
     postgres.dump(work / "backups" / "app.dump")
     service.wait_until_ready()
+    prometheus_url, run = _start_prometheus(stack, service.http_url)
 
     environ = {
         "READYCHECK_DEMO_DIR": str(work),
@@ -239,7 +275,45 @@ def _start(stack: contextlib.ExitStack, *, fix: bool) -> tuple[DemoRun, dict[str
         "READYCHECK_DEMO_PYTHON": sys.executable,
         "READYCHECK_DEMO_RELEASE": orders_api.VERSION,
     }
-    return DemoRun(profile=PROFILE), environ
+    if prometheus_url is not None:
+        environ["READYCHECK_DEMO_PROMETHEUS_URL"] = prometheus_url
+    return run, environ
+
+
+def _start_prometheus(stack: contextlib.ExitStack, scraped: str) -> tuple[str | None, DemoRun]:
+    """Prometheus scraping orders-api at ``scraped``, once it has scraped it; or, with no
+    prometheus installed, a run that leaves the Prometheus checks out."""
+    from urllib.parse import urlsplit
+
+    from readycheck.demo.prometheus import EXECUTABLE_VARIABLE, PrometheusServer, find_prometheus
+
+    if find_prometheus() is None:
+        note = (
+            "readycheck demo: no prometheus installed, so the Prometheus checks are left out "
+            f"(apt-get install prometheus, or set {EXECUTABLE_VARIABLE}, to see them)"
+        )
+        run = DemoRun(PROFILE, leave_out=frozenset({PROMETHEUS_TAG}), notes=(note,))
+        return None, run
+
+    def write_config(root: Path) -> Path:
+        (root / "rules.yml").write_text(PROMETHEUS_RULES)
+        config = root / "prometheus.yml"
+        config.write_text(
+            "global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}\n"
+            f"rule_files: [{root / 'rules.yml'}]\n"
+            "scrape_configs:\n"
+            "  - job_name: orders-api\n"
+            f"    static_configs: [{{targets: ['{urlsplit(scraped).netloc}']}}]\n"
+        )
+        return config
+
+    server = PrometheusServer.start(label="demo", write_config=write_config)
+    stack.callback(server.stop)
+    server.wait_until(
+        lambda: bool(server.get("/api/v1/query", query='up{job="orders-api"} == 1')["result"]),
+        "the first scrape of orders-api",
+    )
+    return server.url, DemoRun(PROFILE)
 
 
 def _migrate(dsn: str, scripts: Path, *, fix: bool) -> None:

@@ -9,6 +9,8 @@ port and HTTPS on another, in a process of its own (``launch()``; see there why)
     /health              deep health: PostgreSQL and Redis really asked; 503 when one is down
     /api/orders          the orders in PostgreSQL (?limit=20)
     /api/orders/{id}     one order; 404 in the error contract (error_id, error_code)
+    /api/orders/export   the order count, rate-limited: EXPORT_LIMIT requests per
+                         EXPORT_WINDOW_S, then 429 with Retry-After and RateLimit-* headers
     /metrics             Prometheus text: http_requests_total, http_request_duration_seconds
     /ws                  WebSocket, subprotocol orders.v1: a hello message, then echo
 
@@ -63,6 +65,9 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 HSTS = "max-age=31536000; includeSubDomains"
+# The export is costly: at most this many requests per window, for all callers together.
+EXPORT_LIMIT = 10
+EXPORT_WINDOW_S = 2
 # What a caller's request id may look like before we echo it (no header injection).
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -263,6 +268,27 @@ def build_app(
         found, status, total = rows[0]
         return web.json_response({"id": str(found), "status": status, "total_cents": total})
 
+    window = {"start": 0.0, "count": 0}
+
+    async def export(request: web.Request) -> web.Response:
+        # A fixed window, as a gateway's simplest limiter keeps it.
+        now = time.monotonic()
+        if now >= window["start"] + EXPORT_WINDOW_S:
+            window.update(start=now, count=0)
+        window["count"] += 1
+        reset = max(1, round(window["start"] + EXPORT_WINDOW_S - now))
+        limits = {
+            "RateLimit-Limit": str(EXPORT_LIMIT),
+            "RateLimit-Remaining": str(max(0, EXPORT_LIMIT - int(window["count"]))),
+            "RateLimit-Reset": str(reset),
+        }
+        if window["count"] > EXPORT_LIMIT:
+            response = _error(429, "too many exports: retry after the window")
+            response.headers.update({**limits, "Retry-After": str(reset)})
+            return response
+        rows = await database.fetch("SELECT count(*) FROM orders")
+        return web.json_response({"orders": rows[0][0]}, headers=limits)
+
     async def exposition(request: web.Request) -> web.Response:
         response = web.Response(body=generate_latest(metrics.registry))
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
@@ -283,6 +309,7 @@ def build_app(
     app.router.add_get("/health/ready", live)
     app.router.add_get("/health", deep)
     app.router.add_get("/api/orders", orders)
+    app.router.add_get("/api/orders/export", export)  # before {order_id}, which would take it
     app.router.add_get("/api/orders/{order_id}", order)
     app.router.add_get("/metrics", exposition)
     app.router.add_get("/ws", websocket)
