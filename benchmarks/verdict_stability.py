@@ -325,6 +325,10 @@ def status_counts(runs: list[Run]) -> dict[str, Counter[str]]:
     return counts
 
 
+def _figure(value: float) -> str:
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def report_figures(runs: list[Run]) -> None:
     for check, names in FIGURES.items():
         spans = []
@@ -333,9 +337,10 @@ def report_figures(runs: list[Run]) -> None:
                 run.metrics[check][name] for run in runs if name in run.metrics.get(check, {})
             )
             if values:
-                spans.append(
-                    f"{name} {values[0]:.3g} / {statistics.median(values):.3g} / {values[-1]:.3g}"
+                low, middle, high = (
+                    _figure(value) for value in (values[0], statistics.median(values), values[-1])
                 )
+                spans.append(f"{name} {low} / {middle} / {high}")
         if spans:
             print(f"  {check} (min / median / max): {'; '.join(spans)}")
 
