@@ -5,7 +5,8 @@ run with the same blocking checks (issue 15, "How we will know").
                                            [--results DIR]
 
 Starts a real stack on 127.0.0.1, all of it the demo's parts (readycheck.demo):
-PostgreSQL (the newest server binaries found) and Redis; orders-api in 2 worker processes
+PostgreSQL (the newest server binaries found) with a streaming standby, a pg_monitor role
+and a pg_dump backup; Redis; orders-api in 2 worker processes
 (benchmarks/pooled_orders_api.py), each querying through a SQLAlchemy pool of its own
 (pool_size 10, max_overflow 20, application_name orders-api) and serving HTTPS with a
 certificate from a private CA; the demo's Alembic migrations applied to head.
@@ -55,6 +56,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from psycopg import sql  # noqa: E402
 from tests.servers.alembic_migrations import upgrade  # noqa: E402
 
 from readycheck.demo import MIGRATIONS, WEAK_SECRET, certificates  # noqa: E402
@@ -73,7 +75,7 @@ CORS_ORIGINS = "https://shop.example.com"
 # Metrics shown over the runs, where a verdict rides on a measured figure.
 FIGURES = {
     "p95": ("p95_ms", "send_lag_p99_ms", "client_overhead_ms"),
-    "pool": ("backends", "required", "headroom"),
+    "pool": ("application_sessions", "other_sessions", "required", "headroom"),
 }
 
 
@@ -127,6 +129,8 @@ class Stack:
 
     work: Path
     postgres: PostgresServer
+    monitor_dsn: str
+    """A role in pg_monitor, as the starter asks for its replication and backup checks."""
     redis: RedisServer
     tls: TlsFiles
 
@@ -141,6 +145,8 @@ class Run:
     """Blocking check id: its status and summary."""
     statuses: dict[str, str]
     metrics: dict[str, dict[str, float]]
+    not_run: list[str]
+    """Blocking-severity checks that did not run."""
     seconds: float
 
 
@@ -156,6 +162,22 @@ def start_stack(cleanup: contextlib.ExitStack) -> Stack:
         MIGRATIONS, work / "migrations", ignore=shutil.ignore_patterns("__pycache__")
     )
     upgrade(postgres.dsn(), "heads", script_location=scripts)
+    monitor_password = secrets.token_hex(12)
+    postgres.execute(
+        sql.SQL("CREATE ROLE monitor LOGIN PASSWORD {} IN ROLE pg_monitor").format(
+            sql.Literal(monitor_password)
+        )
+    )
+    replica = postgres.start_replica(label="bench")
+    cleanup.callback(replica.stop)
+    # The backup job: a pg_dump file, which the backups check reads the age of.
+    (work / "backups").mkdir()
+    dump = ["--format=custom", "--file=backups/latest.dump", postgres.dsn()]
+    subprocess.run(
+        [postgres.bindir / "pg_dump", *dump],
+        cwd=work,
+        check=True,
+    )
     subprocess.run(
         [sys.executable, "-m", "readycheck", "init", "--stack", STARTER, "readycheck.yaml"],
         cwd=work,
@@ -163,7 +185,13 @@ def start_stack(cleanup: contextlib.ExitStack) -> Stack:
         stdout=subprocess.DEVNULL,
     )
     shutil.copy(ADAPTATION, work / "orders-api.yaml")
-    return Stack(work=work, postgres=postgres, redis=redis, tls=tls)
+    return Stack(
+        work=work,
+        postgres=postgres,
+        monitor_dsn=postgres.dsn(user="monitor", password=monitor_password),
+        redis=redis,
+        tls=tls,
+    )
 
 
 def deploy(
@@ -234,7 +262,9 @@ def environment(stack: Stack, service: RunningService, release: Release) -> dict
     return {
         **os.environ,
         "SERVICE_URL": service.https_url,
-        "DATABASE_URL": stack.postgres.dsn(),
+        # The URL the application's own settings hold, SQLAlchemy's driver named.
+        "DATABASE_URL": "postgresql+psycopg://" + stack.postgres.dsn().split("://", 1)[1],
+        "DATABASE_MONITOR_URL": stack.monitor_dsn,
         "REDIS_URL": stack.redis.url(),
         "SECRET_KEY": release.secret_key,
         "RELEASE_VERSION": "benchmark",
@@ -278,6 +308,7 @@ def run_profile(stack: Stack, env: Mapping[str, str], output: Path) -> Run:
         },
         statuses={check["id"]: check["status"] for check in checks},
         metrics={check["id"]: check.get("metrics", {}) for check in checks},
+        not_run=list(document.get("not_run", [])),
         seconds=seconds,
     )
 
@@ -289,9 +320,10 @@ def run_series(
     for number in range(1, runs + 1):
         run = run_profile(stack, env, results_dir / f"{label}-{number}.json")
         blocking = ", ".join(sorted(run.blocking)) or "-"
+        not_run = f"  not run: {', '.join(run.not_run)}" if run.not_run else ""
         print(
             f"  {label} {number:>2}/{runs}: {run.verdict:<10} {run.seconds:5.1f} s  "
-            f"blocking: {blocking}",
+            f"blocking: {blocking}{not_run}",
             flush=True,
         )
         results.append(run)
@@ -362,6 +394,8 @@ def report_healthy(runs: list[Run]) -> None:
             print(f"  run {number}: {run.verdict}, blocked by")
             for check, why in sorted(run.blocking.items()):
                 print(f"    {check}  {why}")
+            if run.not_run:
+                print(f"    not run: {', '.join(run.not_run)}")
     reasons = Counter(check for run in runs for check in run.blocking)
     if reasons:
         print(
