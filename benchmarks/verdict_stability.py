@@ -94,22 +94,22 @@ FLAWED = Release(pool_size=50, max_overflow=20, secret_key=WEAK_SECRET, slow_ord
 # The check each planted flaw must block.
 FLAWS = {
     "indexes": "index ix_orders_account_id dropped",
-    "migrations": "revision 0005 not applied",
+    "migrations": "revision pending1 not applied",
     "p95": f"orders list takes {FLAWED.slow_orders_ms} ms",
     "secret-key": "weak SECRET_KEY",
     "pool": f"{WORKERS} x ({FLAWED.pool_size} + {FLAWED.max_overflow}) connections",
 }
 PENDING_REVISION = '''"""add orders.cancelled_at: the release's migration, not applied
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: pending1
+Revises: {head}
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "pending1"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -252,8 +252,10 @@ def plant_flaws(stack: Stack) -> None:
     """What the flawed release brings beside its own settings: a dropped index and a
     migration not applied."""
     stack.postgres.execute("DROP INDEX ix_orders_account_id", dbname="app")
-    (stack.work / "migrations" / "versions" / "0005_add_orders_cancelled_at.py").write_text(
-        PENDING_REVISION
+    # On top of whatever the demo's history ends with today.
+    [(head,)] = stack.postgres.execute("SELECT version_num FROM alembic_version", dbname="app")
+    (stack.work / "migrations" / "versions" / "pending1_add_orders_cancelled_at.py").write_text(
+        PENDING_REVISION.format(head=head)
     )
 
 
