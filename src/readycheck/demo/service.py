@@ -384,8 +384,17 @@ def _answers(url: str) -> bool:
         return False
 
 
-async def serve(settings: Settings, cert_file: Path, key_file: Path, fds: list[int]) -> None:
-    """Serve on the inherited listening sockets (HTTP, then HTTPS) until SIGTERM or SIGINT."""
+async def serve(
+    settings: Settings,
+    cert_file: Path,
+    key_file: Path,
+    fds: list[int],
+    database: Database | None = None,
+) -> None:
+    """Serve on the inherited listening sockets (HTTP, then HTTPS) until SIGTERM or SIGINT.
+
+    ``database`` replaces the one connection the service keeps (benchmarks/verdict_stability
+    serves the same routes through a connection pool)."""
     from aiohttp import web
     from redis.asyncio import Redis
 
@@ -394,7 +403,7 @@ async def serve(settings: Settings, cert_file: Path, key_file: Path, fds: list[i
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    database = Database(settings.database_url)
+    database = database or Database(settings.database_url)
     cache = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
     runner = web.AppRunner(
         build_app(settings, database, cache, log),
