@@ -158,10 +158,17 @@ def test_a_second_signal_ends_the_stop_at_once_leaving_no_half_file(
     assert run.finish() == 130, run.output()
     assert "Traceback" not in run.output()
     assert "SIGTERM again: stopped at once" in run.output()
-    # The outputs are skipped, never begun: the previous report is whole, no temporary
-    # file is left beside it.
-    assert not (tmp_path / "r.json").exists()
-    assert report.read_text() == "the previous report\n"
+    # Whatever the second signal interrupted, no file is half written: the outputs were
+    # skipped (the usual case: the stubborn check holds the stop for its 2 s of grace), or,
+    # on a machine slow enough that the stop had reached the outputs, each is whole.
+    results = tmp_path / "r.json"
+    if "the outputs were not written" in run.output():
+        assert not results.exists()
+        assert report.read_text() == "the previous report\n"
+    else:
+        assert not results.exists() or json.loads(results.read_text())["verdict"]
+        text = report.read_text()
+        assert text == "the previous report\n" or text.rstrip().endswith("|")
     assert not list(tmp_path.glob(".r.*"))
     assert_group_ended(group)
 

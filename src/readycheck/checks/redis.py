@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import re
-import statistics
 import time
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
+from readycheck.checks.roundtrips import BUDGET_MEANING, RoundTrips
 from readycheck.params import CheckParams, PositiveDuration, SecretUrl
 from readycheck.registry import check
 from readycheck.results import Outcome
@@ -26,7 +26,6 @@ from readycheck.units import Duration, format_bytes, format_duration_ms
 if TYPE_CHECKING:
     from readycheck.context import Context
 
-ROUND_TRIPS = 3
 _MARGIN_SECONDS = 0.5
 _VERSION = re.compile(r"^\d+(\.\d+){0,2}$")
 
@@ -42,7 +41,7 @@ class PingParams(CheckParams):
     )
     max_latency: Duration = Field(
         Duration("50ms"),
-        description=f"Slowest acceptable PING round trip (the median of {ROUND_TRIPS}).",
+        description=f"PING. {BUDGET_MEANING}",
     )
     expect_role: Literal["master", "replica"] | None = Field(
         None, description="The role the server must have (INFO replication)."
@@ -111,11 +110,13 @@ async def ping(p: PingParams, ctx: Context) -> Outcome:
                 remediation="Check that Redis is up and reachable from here.",
             )
         connect_ms = (time.perf_counter() - started) * 1000.0
-        latencies = []
-        for _ in range(ROUND_TRIPS):
+
+        async def ping() -> float:
             started = time.perf_counter()
             await client.ping()
-            latencies.append((time.perf_counter() - started) * 1000.0)
+            return (time.perf_counter() - started) * 1000.0
+
+        trips = await RoundTrips.measure(ping)
         info = await client.info()
     except exceptions.AuthenticationError:
         if has_password:
@@ -144,10 +145,11 @@ async def ping(p: PingParams, ctx: Context) -> Outcome:
     finally:
         with contextlib.suppress(Exception):  # closing is best effort; the verdict is made
             await client.aclose()
-    return _verdict(p, info, statistics.median(latencies), connect_ms)
+    return _verdict(p, info, trips, connect_ms)
 
 
-def _verdict(p: PingParams, info: dict[str, Any], latency: float, connect_ms: float) -> Outcome:
+def _verdict(p: PingParams, info: dict[str, Any], trips: RoundTrips, connect_ms: float) -> Outcome:
+    latency = trips.fastest
     version = str(info.get("redis_version", "unknown"))
     role = "replica" if info.get("role") == "slave" else str(info.get("role", "unknown"))
     used = int(info.get("used_memory", 0))
@@ -160,18 +162,19 @@ def _verdict(p: PingParams, info: dict[str, Any], latency: float, connect_ms: fl
     )
     evidence = [
         f"Redis {version}, role {role}",
-        f"PING round trip {format_duration_ms(latency)} (median of {ROUND_TRIPS}; limit "
-        f"{p.max_latency})",
+        trips.evidence("PING", p.max_latency),
+        *trips.notes(p.max_latency),
         memory,
         f"connected in {format_duration_ms(connect_ms)}",
     ]
-    metrics = {"latency_ms": round(latency, 3), "used_memory_bytes": float(used)}
+    metrics = {**trips.metrics(), "used_memory_bytes": float(used)}
     if ratio is not None:
         metrics["used_memory_ratio"] = round(ratio, 4)
     problems = []
-    if latency > p.max_latency.milliseconds:
+    if trips.over(p.max_latency):
         problems.append(
-            f"PING took {format_duration_ms(latency)}, over the {p.max_latency} allowed"
+            f"PING took {format_duration_ms(latency)} at the fastest of "
+            f"{len(trips.samples_ms)}, over the {p.max_latency} allowed"
         )
     if p.expect_role is not None and role != p.expect_role:
         problems.append(f"role {role}, expected {p.expect_role}")

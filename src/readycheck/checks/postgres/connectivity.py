@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import statistics
 from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 from readycheck.checks.postgres import PostgresParams
 from readycheck.checks.postgres.session import with_session
+from readycheck.checks.roundtrips import BUDGET_MEANING, RoundTrips
 from readycheck.registry import check
 from readycheck.results import Outcome
 from readycheck.units import Duration, format_duration_ms
@@ -16,9 +16,6 @@ from readycheck.units import Duration, format_duration_ms
 if TYPE_CHECKING:
     from readycheck.checks.postgres.session import Session
     from readycheck.context import Context
-
-# The median of a few round trips: the first can pay for a cold cache or a TCP slow start.
-ROUND_TRIPS = 3
 
 
 class ConnectivityParams(PostgresParams):
@@ -30,7 +27,7 @@ class ConnectivityParams(PostgresParams):
     )
     max_latency: Duration = Field(
         Duration("100ms"),
-        description=f"Slowest acceptable round trip of `SELECT 1` (the median of {ROUND_TRIPS}).",
+        description=f"`SELECT 1`. {BUDGET_MEANING}",
     )
     require_ssl: bool = Field(
         False, description="FAIL unless the connection is encrypted (SSL/TLS in use)."
@@ -53,7 +50,8 @@ async def _evaluate(p: ConnectivityParams, session: Session) -> Outcome:
         "SELECT current_setting('server_version'), current_setting('server_version_num')::int,"
         " current_database(), current_user, pg_is_in_recovery()"
     )
-    latency = statistics.median([await session.roundtrip_ms() for _ in range(ROUND_TRIPS)])
+    trips = await RoundTrips.measure(session.roundtrip_ms)
+    latency = trips.fastest
     ssl = session.ssl_in_use
     protocol = await _ssl_protocol(session) if ssl else None
     # server_version reads like "15.6 (Debian 15.6-1.pgdg120+2)": the first word is enough.
@@ -62,8 +60,8 @@ async def _evaluate(p: ConnectivityParams, session: Session) -> Outcome:
     evidence = [
         f"PostgreSQL {release} (server_version_num {version_num})",
         f"database {database}, user {user}",
-        f"SELECT 1 round trip {format_duration_ms(latency)} (median of {ROUND_TRIPS}; "
-        f"limit {p.max_latency})",
+        trips.evidence("SELECT 1", p.max_latency),
+        *trips.notes(p.max_latency),
         f"SSL in use: {protocol}" if protocol else f"SSL {'in use' if ssl else 'not in use'}",
         "role: replica (in recovery)" if in_recovery else "role: primary",
         f"connected in {format_duration_ms(session.connect_ms)}",
@@ -71,16 +69,17 @@ async def _evaluate(p: ConnectivityParams, session: Session) -> Outcome:
     problems = []
     if p.min_version is not None and major < p.min_version:
         problems.append(f"PostgreSQL {major} is older than the required {p.min_version}")
-    if latency > p.max_latency.milliseconds:
+    if trips.over(p.max_latency):
         problems.append(
-            f"SELECT 1 took {format_duration_ms(latency)}, over the {p.max_latency} allowed"
+            f"SELECT 1 took {format_duration_ms(latency)} at the fastest of "
+            f"{len(trips.samples_ms)}, over the {p.max_latency} allowed"
         )
     if p.require_ssl and not ssl:
         problems.append("the connection is not encrypted (require_ssl)")
     if p.expect_primary and in_recovery:
         problems.append("the server is a replica in recovery, not the primary")
     metrics = {
-        "latency_ms": round(latency, 3),
+        **trips.metrics(),
         "server_version_num": float(version_num),
         "connect_ms": round(session.connect_ms, 3),
     }

@@ -18,6 +18,7 @@ includes it); a role without them gets an ERROR that says so, never a guess.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -33,10 +34,12 @@ if TYPE_CHECKING:
     from readycheck.checks.postgres.session import Row, Session
     from readycheck.context import Context
 
-# How long a standby over a lag budget is given to replay what it had already received
-# before the budget counts: enough to tell a first transaction after an idle spell from
-# a standby that does not keep up.
+# A standby over its lag budget is given the budget itself (at least this long, and no
+# longer than the check's own time allows) to replay what it had already received: one
+# that replays it in that time keeps up, which tells a first transaction after an idle
+# spell, or a burst on a busy machine, from a standby that falls behind.
 REPLAY_GRACE_SECONDS = 2.0
+_GRACE_MARGIN_SECONDS = 1.0
 
 
 class ReplicationParams(PostgresParams):
@@ -77,7 +80,7 @@ class ReplicationParams(PostgresParams):
 @check("postgres.replication", params=ReplicationParams, category="database")
 async def replication(p: ReplicationParams, ctx: Context) -> Outcome:
     """Check replicas connected and within lag budgets, a standby's receiver, idle slots."""
-    return await with_session(p, ctx, lambda session: _evaluate(p, session))
+    return await with_session(p, ctx, lambda session: _evaluate(p, session, ctx.remaining))
 
 
 @dataclass
@@ -88,7 +91,9 @@ class Findings:
     remedies: list[str]
 
 
-async def _evaluate(p: ReplicationParams, session: Session) -> Outcome:
+async def _evaluate(
+    p: ReplicationParams, session: Session, remaining: Callable[[], float]
+) -> Outcome:
     in_recovery, privileged, user = await session.fetchone(
         "SELECT pg_is_in_recovery(), pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'),"
         " current_user"
@@ -111,7 +116,7 @@ async def _evaluate(p: ReplicationParams, session: Session) -> Outcome:
     if role == "primary":
         await _primary(p, session, found)
     else:
-        await _standby(p, session, found)
+        await _standby(p, session, found, remaining)
     if p.max_inactive_slot_wal is not None:
         await _slots(p.max_inactive_slot_wal, role, session, found)
     if found.problems:
@@ -211,7 +216,9 @@ async def _primary(p: ReplicationParams, session: Session, found: Findings) -> N
         found.metrics["max_lag_bytes"] = float(max(behind))
 
 
-async def _standby(p: ReplicationParams, session: Session, found: Findings) -> None:
+async def _standby(
+    p: ReplicationParams, session: Session, found: Findings, remaining: Callable[[], float]
+) -> None:
     receivers = await session.fetch(
         "SELECT status, sender_host, sender_port,"
         " extract(epoch FROM now() - last_msg_receipt_time)::float8 FROM pg_stat_wal_receiver"
@@ -261,7 +268,11 @@ async def _standby(p: ReplicationParams, session: Session, found: Findings) -> N
         # The delay is an upper bound: after an idle spell, the last transaction replayed is
         # old while the first new one is on its way. A standby that replays what it had
         # received within a moment is keeping up, whatever the bound said.
-        caught_up_ms = await _replays_up_to(session, str(received))
+        grace = min(
+            max(REPLAY_GRACE_SECONDS, p.max_replay_lag.seconds),
+            max(0.0, remaining() - _GRACE_MARGIN_SECONDS),
+        )
+        caught_up_ms = await _replays_up_to(session, str(received), grace)
         if caught_up_ms is not None:
             found.evidence.append(
                 f"replayed all it had received within {format_duration_ms(caught_up_ms)}: "
@@ -278,13 +289,13 @@ async def _standby(p: ReplicationParams, session: Session, found: Findings) -> N
         )
 
 
-async def _replays_up_to(session: Session, position: str) -> float | None:
-    """Milliseconds until replay passes ``position``, or None if not within the grace."""
+async def _replays_up_to(session: Session, position: str, grace: float) -> float | None:
+    """Milliseconds until replay passes ``position``, or None if not within ``grace``."""
     import asyncio
     import time
 
     started = time.monotonic()
-    while time.monotonic() - started < REPLAY_GRACE_SECONDS:
+    while time.monotonic() - started < grace:
         (done,) = await session.fetchone(
             "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (position,)
         )
