@@ -181,7 +181,20 @@ def test_from_120_columns_it_is_a_table_with_more_columns(
 def test_a_word_wider_than_the_whole_line_is_the_only_thing_folded() -> None:
     assert cut_at_word("one two three", 9) == ("one two…", True)
     assert cut_at_word("one two", 7) == ("one two", False)
-    assert cut_at_word("unbreakable", 5) == ("…", True)
+    assert cut_at_word("unbreakable", 5) == ("unbr…", True)
+
+
+def test_a_long_path_loses_its_middle_so_what_follows_it_still_shows() -> None:
+    summary = "/tmp/readycheck-demo-7971-u2bcfwow/service.log is present (2.1 KB)"
+    shown, cut = cut_at_word(summary, 42)
+    assert cut and len(shown) <= 42
+    assert shown.startswith("/tmp/") and "service.log is present (2.1 KB)" in shown
+    url = "GET http://127.0.0.1:45701/api/orders/00000000-0000: 404 Not Found with the body"
+    shown, _ = cut_at_word(url, 42)
+    assert shown.startswith("GET http://") and "0000: 404 Not Found" in shown
+    assert len(shown) <= 42 and shown.endswith("…")
+    # Words of ordinary length are left whole.
+    assert cut_at_word("answered in 4 ms from the replica", 20) == ("answered in 4 ms…", True)
 
 
 def test_control_characters_in_evidence_are_shown_not_sent(

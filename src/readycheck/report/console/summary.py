@@ -2,9 +2,10 @@
 verdict, last.
 
 Narrower than 120 columns (a CI log, a split terminal), one line per check: status, id,
-duration and the summary cut at a word boundary; below a check that did not pass, its
-severity, evidence, waiver and remediation, indented and wrapped at word boundaries (its
-summary moves there too when the line would have to cut it). From 120 columns, a table
+duration and the summary cut at a word boundary (a long path or URL may lose its middle
+instead, so the words after it show); below a check that did not pass, its severity,
+evidence, waiver and remediation, indented and wrapped at word boundaries (its summary
+moves there too when the line would have to cut it). From 120 columns, a table
 with the check's name and severity too, and the same details inside the row of a check
 that did not pass, when they fit without breaking a word; otherwise the narrow layout.
 
@@ -69,19 +70,65 @@ def one_line(text: str) -> str:
 
 
 def cut_at_word(text: str, room: int) -> tuple[str, bool]:
-    """``text`` if it fits in ``room`` cells; else as many whole words as fit with "…"
-    after them (the "…" alone when not even the first word fits), and True."""
+    """``text`` if it fits in ``room`` cells, and False; else a shortened form, and True.
+
+    As many whole words as fit, with "…" after them. When a word longer than half the
+    room (a path, a URL) stands in the way, it may lose its middle to "…" instead, if
+    that lets more words show: "/tmp/rea…/service.log is present (2.1 KB)" rather than
+    "…". Only when not even the first word fits is it cut inside.
+    """
     from rich.cells import cell_len
 
     if cell_len(text) <= room:
         return text, False
+    if room <= 1:
+        return "…"[:room], True
+    limit = max(LONG_WORD, room // 2)
+    shortened = _LONG_WORD.sub(lambda match: _middle_out(match.group(), limit), text)
+    if cell_len(shortened) <= room:
+        return shortened, True
+    whole, short = _whole_words(text, room), _whole_words(shortened, room)
+    kept = short if len(short.split()) > len(whole.split()) else whole
+    return (kept or _cells(text, room - 1)) + "…", True
+
+
+def _whole_words(text: str, room: int) -> str:
+    """The first words of ``text`` that fit in ``room`` with a cell to spare for "…"."""
+    from rich.cells import cell_len
+
     kept = ""
     for match in re.finditer(r"\S+", text):
         candidate = text[: match.end()]
         if cell_len(candidate) + 1 > room:
             break
         kept = candidate
-    return kept + "…", True
+    return kept
+
+
+LONG_WORD = 12
+"""A word this long or shorter is never cut inside while a shorter form can show it."""
+_LONG_WORD = re.compile(rf"\S{{{LONG_WORD + 1},}}")
+
+
+def _middle_out(word: str, limit: int) -> str:
+    """``word`` in at most ``limit`` cells: its start, "…", and its end (the file name)."""
+    from rich.cells import cell_len
+
+    if cell_len(word) <= limit:
+        return word
+    head = _cells(word, (limit - 1) * 2 // 5)
+    tail = _cells(word[::-1], limit - 1 - cell_len(head))[::-1]
+    return f"{head}…{tail}"
+
+
+def _cells(text: str, cells: int) -> str:
+    """The longest start of ``text`` that takes at most ``cells`` cells."""
+    from rich.cells import cell_len
+
+    end = min(len(text), max(cells, 0))
+    while end and cell_len(text[:end]) > cells:
+        end -= 1
+    return text[:end]
 
 
 def summary_lines(
