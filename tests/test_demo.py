@@ -150,7 +150,8 @@ def start_demo(
         home.mkdir()
         for name, text in (files or {}).items():
             (cwd / name).write_text(text)
-        env = {**subprocess_env, "HOME": str(home), "PYTHONUNBUFFERED": "1"}
+        # An 80-column CI log, where the demo is most often first seen.
+        env = {**subprocess_env, "HOME": str(home), "PYTHONUNBUFFERED": "1", "COLUMNS": "80"}
         # Bytecode written as a user's Python writes it: none of it may land in cwd.
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         popen = subprocess.Popen(
@@ -255,10 +256,13 @@ def test_demo_is_not_ready_for_one_pending_migration_and_one_weak_secret(
     assert safety["summary"].endswith("[index-not-concurrent]")
     assert "a placeholder" in by_id["secret-key"]["summary"]
     assert demo.output.startswith("readycheck demo: starting")
-    assert f"writing the outputs into {OUT}/" in demo.output.splitlines()[0]
+    said = " ".join(demo.output.split())
+    announcement = said[: said.index("readycheck: running")]
+    assert f"writing the outputs into {OUT}/" in announcement
     assert f"wrote {OUT}/{REPORT}" in demo.output
-    assert f"Open {OUT}/{REPORT}" in demo.output
-    assert "readycheck demo --fix" in demo.output
+    assert f"Open {OUT}/{REPORT}" in said
+    assert "readycheck demo --fix" in said
+    assert max(map(len, demo.output.splitlines())) <= 80  # the demo's own lines wrap too
     report = (out / REPORT).read_text()
     junit = (out / JUNIT).read_text()
     assert "NOT READY" in report

@@ -682,7 +682,7 @@ def demo(
                 showcase.release(directory)  # removed if the demo ended before writing
         advice = showcase.next_step(fix, code, directory)
         if advice:
-            typer.echo(advice)
+            _echo_fitted(advice)
         _exit(signals.exit_code(code), abandoned=abandoned)
 
 
@@ -700,11 +700,11 @@ def _demo(fix: bool, directory: Path, redactor: Redactor, debug: bool) -> tuple[
         report=into(showcase.REPORT), json=into(showcase.RESULTS), junit=into(showcase.JUNIT)
     )
     targets.check()
-    typer.echo(showcase.announcement(fix, directory))
+    _echo_fitted(showcase.announcement(fix, directory))
     with showcase.running(fix=fix) as session:
         loaded = session.fit(_load(session.profile, None, redactor))
         for note in session.notes:
-            typer.echo(note)
+            _echo_fitted(note)
         if fix:
             showcase.attest_rehearsal(loaded)
         _setup_logging(debug, None, redactor)
@@ -717,6 +717,17 @@ def _demo(fix: bool, directory: Path, redactor: Redactor, debug: bool) -> tuple[
 
 
 # -- plumbing ------------------------------------------------------------------------------
+
+
+def _echo_fitted(text: str) -> None:
+    """``text`` on standard output, wrapped at spaces to the width the run's table takes."""
+    from rich.console import Console
+    from rich.text import Text
+
+    from readycheck.report.console.summary import wrap
+
+    for line in wrap(Text(text), Console(file=sys.stdout).width):
+        typer.echo(line.plain)
 
 
 class _errors_reported:
