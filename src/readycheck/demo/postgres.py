@@ -194,13 +194,17 @@ def _launch(
     )
 
 
-def _answers(url: str, *, in_recovery: bool = False) -> bool:
-    """Whether the server at ``url`` accepts a connection (and, if asked, is a standby)."""
+def _answers(url: str, *, streaming: bool = False) -> bool:
+    """Whether the server at ``url`` accepts a connection (and, if asked, is a standby whose
+    WAL receiver streams from its primary: answering in recovery comes a moment sooner)."""
     try:
         with psycopg.connect(url, connect_timeout=2) as connection:
-            if not in_recovery:
+            if not streaming:
                 return True
-            row = connection.execute("SELECT pg_is_in_recovery()").fetchone()
+            row = connection.execute(
+                "SELECT pg_is_in_recovery() AND EXISTS "
+                "(SELECT FROM pg_stat_wal_receiver WHERE status = 'streaming')"
+            ).fetchone()
             return bool(row and row[0])
     except psycopg.OperationalError:
         # Refused, or "the database system is starting up" / "not yet accepting connections".
@@ -372,7 +376,7 @@ class PostgresServer:
     def start_replica(
         self, *, label: str, timeout: float = 30.0, settings: Mapping[str, str] | None = None
     ) -> Self:
-        """A streaming standby of this server, returned once it answers in recovery.
+        """A streaming standby of this server, returned once its WAL receiver streams.
 
         pg_basebackup -R copies the cluster (roles, passwords and databases included) into a
         temp dir of its own and points it at this server as the superuser; initdb's
@@ -425,7 +429,7 @@ class PostgresServer:
                 self.bindir, root, port, account=account, env=env, settings=settings
             ),
             lambda port: _answers(
-                libpq_url(SUPERUSER, self.superuser_password, port, "postgres"), in_recovery=True
+                libpq_url(SUPERUSER, self.superuser_password, port, "postgres"), streaming=True
             ),
             host=HOST,
             timeout=timeout,
