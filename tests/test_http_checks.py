@@ -220,7 +220,7 @@ def test_a_redirect_is_judged_unless_followed(run_one: RunOne, http_server: AppS
         {"url": f"{http_server.url}/redirect?to=/health/live", "follow_redirects": True},
     )
     assert followed.status is Status.PASS, lines(followed)
-    assert "after 1 redirect(s)" in followed.evidence[0]
+    assert "after 1 redirect" in followed.evidence[0]
 
 
 def test_a_redirect_loop_fails(run_one: RunOne, http_server: AppServer) -> None:

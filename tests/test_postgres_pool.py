@@ -25,7 +25,7 @@ from readycheck.engine import Engine
 from readycheck.profile import load_profile
 from readycheck.redact import Redactor
 from readycheck.results import CheckResult, Status
-from readycheck.units import Duration
+from readycheck.units import Duration, counted
 from tests.conftest import CliResult
 from tests.database_checks import run_check
 from tests.servers.postgres import PgDatabase, PostgresServer
@@ -166,7 +166,7 @@ def test_a_rolling_deploy_counts_the_application_s_current_sessions_and_replace_
     assert rolling.status is Status.FAIL
     assert rolling.metrics["headroom"] == -3
     assert rolling.summary == (
-        f"{other} other sessions + 5 of the application's now (deploy rolling) + {room} "
+        f"{counted(other, 'other session')} + 5 of the application's now (deploy rolling) + {room} "
         f"required exceed the {allowed} allowed (80% of {base.metrics['usable']:g} usable "
         "connections) by 3"
     )
@@ -185,7 +185,7 @@ def test_a_rolling_deploy_counts_the_application_s_current_sessions_and_replace_
         f"required: the application's pools may open ({room} + 0) x 1 worker = {room}",
     ]
     assert replace.evidence[6] == (
-        f"{other} other sessions + {room} required = {other + room} of {allowed} allowed: "
+        f"{counted(other, 'other session')} + {room} required = {other + room} of {allowed} allowed: "
         "headroom 2"
     )
 

@@ -121,9 +121,9 @@ def test_validate_refuses_a_delete_naming_the_field(
     [
         (
             {"sql": "SELECT 1", "rows": 0, "params": [1]},
-            "params gives 1 value(s) but the statement has no $1",
+            "params gives 1 value but the statement has no $1",
         ),
-        ({"sql": "SELECT $1, $2", "rows": 1, "params": [1]}, "uses 2 parameter(s)"),
+        ({"sql": "SELECT $1, $2", "rows": 1, "params": [1]}, "uses 2 parameters"),
         ({"sql": "SELECT 1"}, "give an expectation: rows, value or equals"),
         ({"sql": "SELECT 1", "rows": {"min": 5, "max": 2}}, "min (5) is more than max (2)"),
         ({"sql": "SELECT 1", "value": {"~": 1}}, "value"),
@@ -259,7 +259,7 @@ def test_equals_compares_rows_in_any_order_by_default(webhooks: PgDatabase, tmp_
     expected = [[3, "https://c.example/hook"], [2, "https://b.example/hook"]]
     result = _query(tmp_path, webhooks, "SELECT id, url FROM v_degraded_webhooks", equals=expected)
     assert result.status is Status.PASS, result.evidence
-    assert result.summary == "the 2 expected row(s) returned, in any order"
+    assert result.summary == "the 2 expected rows returned, in any order"
     ordered = _query(
         tmp_path,
         webhooks,

@@ -39,7 +39,7 @@ def test_an_endpoint_that_never_throttles_fails(run: Run, rate_limited: RateLimi
     result = run(server, expect_429_within=20)
     assert result.status is Status.FAIL
     assert result.summary == f"GET {server.url}: no 429 in 20 requests (expected within 20)"
-    assert "sent 20 request(s) at up to 200/s, 1 in flight: 20 answered 200 OK" in result.evidence
+    assert "sent 20 requests at up to 200/s, 1 in flight: 20 answered 200 OK" in result.evidence
     assert len(server.requests) == 20  # the burst stops at expect_429_within
     assert result.metrics["requests"] == 20
     assert "raise expect_429_within" in (result.remediation or "")
@@ -78,7 +78,7 @@ def test_an_endpoint_throttling_from_the_first_request_passes_with_count_1(
     result = run(server, expect_429_within=20, recover_within="5s")
     assert result.status is Status.PASS, result.summary
     assert "throttled at request 1 (expected within 20)" in result.summary
-    assert "sent 1 request(s) at up to 200/s, 1 in flight: 1 answered 429 Too Many Requests" in (
+    assert "sent 1 request at up to 200/s, 1 in flight: 1 answered 429 Too Many Requests" in (
         result.evidence
     )
 
@@ -141,12 +141,12 @@ def test_server_errors_under_the_burst_fail_and_end_it(run: Run, rate_limited: R
     result = run(server, expect_429_within=100)
     assert result.status is Status.FAIL
     assert result.summary.endswith(
-        "10 request(s) failed during the burst (first: request 6, 503 Service Unavailable) "
+        "10 requests failed during the burst (first: request 6, 503 Service Unavailable) "
         "(and 1 more)"
     )
     assert "no 429 in 15 requests (expected within 100)" in result.evidence
     assert (
-        "10 request(s) failed during the burst (first: request 6, 503 Service Unavailable)"
+        "10 requests failed during the burst (first: request 6, 503 Service Unavailable)"
         in result.evidence
     )
     assert len(server.requests) == 15  # ten errors in a row end the burst

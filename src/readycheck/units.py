@@ -198,6 +198,11 @@ class Size(_Unit):
         return hash(self.bytes)
 
 
+def counted(number: int, word: str, plural: str | None = None) -> str:
+    """``1 statement``, ``3 statements``, ``2 standbys``; ``plural`` where "s" is wrong."""
+    return f"{number} {word if number == 1 else plural or word + 's'}"
+
+
 def format_bytes(count: float) -> str:
     """A byte count for people: ``1.5 MB``."""
     for unit in ("B", "KB", "MB", "GB"):

@@ -26,7 +26,7 @@ from readycheck.gate import verdict_of
 from readycheck.profile import Profile
 from readycheck.redact import Redactor
 from readycheck.results import CheckResult, RoundPoint, RunResult, Status, Verdict, summarize
-from readycheck.units import Duration
+from readycheck.units import Duration, counted
 
 DEFAULT_FAIL_AFTER = 2
 
@@ -182,7 +182,7 @@ class Watch:
         blocking = check.id in sustained
         if check.blocking and not blocking:
             evidence.append(
-                f"blocked in {timeline.streaks.get(check.id, 0)} round(s) in a row at the "
+                f"blocked in {counted(timeline.streaks.get(check.id, 0), 'round')} in a row at the "
                 f"end, {self.options.fail_after} needed to recommend a rollback"
             )
         elif failed and not check.blocking and check.status is Status.PASS:

@@ -28,7 +28,7 @@ from readycheck.checks.alembic.scripts import (
 from readycheck.checks.postgres.session import REPORT_MARGIN_SECONDS, with_session
 from readycheck.registry import check
 from readycheck.results import Outcome, Status
-from readycheck.units import Duration, Size
+from readycheck.units import Duration, Size, counted
 
 if TYPE_CHECKING:
     from readycheck.checks.alembic.catalog import Catalog
@@ -288,7 +288,6 @@ def _unrenderable(rendering: Rendering) -> list[Finding]:
 
 
 def _rendered_note(rendering: Rendering, statements: list[Statement], linted: SquawkRun) -> str:
-    from readycheck.checks.alembic.verdict import counted
 
     rendered = sum(1 for s in statements if s.kind != "transaction control")
     linters = (
@@ -446,7 +445,6 @@ def _trace_findings(traced: Trace, statements: list[Statement]) -> list[Finding]
 
 
 def _trace_note(traced: Trace) -> str:
-    from readycheck.checks.alembic.verdict import counted
 
     note = (
         f"trace: {counted(len(traced.statements), 'statement')} run on a throwaway {traced.server} "
@@ -493,7 +491,6 @@ def _weighed(
 
 def _what_the_trace_saw(traced: Trace, revision: str) -> str:
     """The locks a revision that could not be rendered took when the trace ran it."""
-    from readycheck.checks.alembic.verdict import counted
 
     ran = [s for s in traced.statements if s.revision == revision]
     if not ran:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from readycheck.checks.alembic.rules import Effect, Finding
 from readycheck.checks.alembic.statements import Lock, Statement, Table
 from readycheck.results import Outcome, Status
-from readycheck.units import format_bytes, format_duration_ms
+from readycheck.units import counted, format_bytes, format_duration_ms
 
 if TYPE_CHECKING:
     from readycheck.checks.alembic.catalog import Catalog, TableFacts, Traffic
@@ -47,11 +47,6 @@ class Weighed:
     """How long the lock is estimated to last (scans and rewrites only)."""
     notes: tuple[str, ...] = ()
     """squawk agreeing, the trace confirming."""
-
-
-def counted(number: int, word: str) -> str:
-    """``1 statement``, ``3 statements``."""
-    return f"{number} {word}{'' if number == 1 else 's'}"
 
 
 def is_large(facts: TableFacts, limits: Thresholds) -> bool:

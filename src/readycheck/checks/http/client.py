@@ -28,7 +28,7 @@ from readycheck.checks.http.certificates import TrustError, tls_context
 from readycheck.checks.http.network import describe_connection_error, last_resort
 from readycheck.checks.http.request import display_url
 from readycheck.results import Outcome
-from readycheck.units import Duration, format_bytes, format_duration_ms
+from readycheck.units import Duration, counted, format_bytes, format_duration_ms
 
 if TYPE_CHECKING:
     import httpx
@@ -134,7 +134,7 @@ class Reply:
 
     def describe(self) -> str:
         """``answered 200 OK in 12 ms (HTTP/1.1, 345 B)``, with redirects followed."""
-        via = f" after {len(self.redirects)} redirect(s)" if self.redirects else ""
+        via = f" after {counted(len(self.redirects), 'redirect')}" if self.redirects else ""
         return (
             f"answered {self.status_line} in {format_duration_ms(self.elapsed_ms)}{via} "
             f"({self.http_version}, {format_bytes(len(self.body))})"

@@ -15,7 +15,7 @@ from readycheck.checks.http.client import Reply, RequestFailed, fetch, retry_aft
 from readycheck.checks.http.request import PayloadParams
 from readycheck.registry import check
 from readycheck.results import Outcome, broken, held, soft
-from readycheck.units import Duration
+from readycheck.units import Duration, counted
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -212,7 +212,7 @@ async def rate_limit(p: RateLimitParams, ctx: Context) -> Outcome:
         await _send_burst(p, send, burst)
 
     evidence = [
-        f"sent {burst.sent} request(s) at up to {p.rate:g}/s, {p.concurrency} in "
+        f"sent {counted(burst.sent, 'request')} at up to {p.rate:g}/s, {p.concurrency} in "
         f"flight: {burst.tally()}"
     ]
     limits = _limit_headers(first.headers)
@@ -229,8 +229,8 @@ async def rate_limit(p: RateLimitParams, ctx: Context) -> Outcome:
     if errors:
         first_error = min(errors)
         problems.append(
-            f"{len(errors)} request(s) failed during the burst (first: request {first_error}, "
-            f"{errors[first_error]})"
+            f"{counted(len(errors), 'request')} failed during the burst (first: request "
+            f"{first_error}, {errors[first_error]})"
         )
     metrics["errors"] = len(errors)
 
@@ -376,7 +376,8 @@ async def _recover(
         pause = min(max(asked if asked is not None else pause * 2, 0.5), _LONGEST_PAUSE_S)
         next_at = time.monotonic() + pause + _SLACK_S
     result.problem = f"still throttled {p.recover_within} after the first throttled answer ({last})"
-    result.evidence.append(f"{result.probes} request(s) sent after the burst, each throttled")
+    sent = counted(result.probes, "request")
+    result.evidence.append(f"{sent} sent after the burst, each throttled")
     return result
 
 

@@ -30,7 +30,7 @@ from readycheck.params import CheckParams
 from readycheck.redact import looks_secret
 from readycheck.registry import check
 from readycheck.results import Outcome, Status
-from readycheck.units import Duration, Size
+from readycheck.units import Duration, Size, counted
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -199,7 +199,8 @@ async def _archiving(p: BackupsParams, session: Session, metrics: dict[str, floa
         )
     facts = [
         f"archive_mode {mode}, {tool}",
-        f"{archived_count or 0} segment(s) archived and {failed_count or 0} failure(s) since "
+        f"{counted(archived_count or 0, 'segment')} archived and "
+        f"{counted(failed_count or 0, 'failure')} since "
         "the statistics were reset",
     ]
     if archived_age is not None:
@@ -226,7 +227,7 @@ async def _archiving(p: BackupsParams, session: Session, metrics: dict[str, floa
         facts.append(
             "nothing waiting to be archived"
             if waiting == 0
-            else f"{waiting} completed segment(s) waiting to be archived"
+            else f"{counted(waiting, 'completed segment')} waiting to be archived"
         )
     if archived_age is None:
         facts.append("no segment archived yet")

@@ -29,6 +29,7 @@ from readycheck.checks.postgres import PostgresParams
 from readycheck.checks.postgres.session import with_session
 from readycheck.registry import check
 from readycheck.results import Outcome
+from readycheck.units import counted
 
 if TYPE_CHECKING:
     import psycopg
@@ -360,7 +361,7 @@ class _Evaluation:
         names = ", ".join(f"{index.name} (on {index.table})" for index in left)
         if hidden:
             self.warnings.append(
-                f"invalid: {names}; {hidden} index build(s) by other roles are in progress, "
+                f"invalid: {names}; {counted(hidden, 'index build')} by other roles in progress, "
                 f"hidden from {self.session.target.user}: these may be them"
             )
         else:

@@ -33,7 +33,7 @@ from readycheck.checks.postgres.session import (
 )
 from readycheck.registry import check
 from readycheck.results import Outcome
-from readycheck.units import Duration, format_duration_ms
+from readycheck.units import Duration, counted, format_duration_ms
 
 if TYPE_CHECKING:
     from readycheck.checks.postgres.session import Session
@@ -276,8 +276,8 @@ async def _evaluate(p: PoolParams, session: Session, ctx: Context) -> Outcome:
     )
     sessions = Sessions(ours, application, other, other_here, hidden)
     required = p.required
-    counted = other + (application if p.deploy == "rolling" else 0)
-    need = counted + required
+    in_use = other + (application if p.deploy == "rolling" else 0)
+    need = in_use + required
     headroom = allowed - need
 
     reserved_text = f" - {reserved} reserved_connections" if reserved_setting is not None else ""
@@ -289,14 +289,15 @@ async def _evaluate(p: PoolParams, session: Session, ctx: Context) -> Outcome:
         f"checks beside it, application_name {APPLICATION_NAME})",
         *_session_lines(p, sessions, session.target.dbname),
         f"required: the application's pools may open ({p.pool_size} + {p.max_overflow}) x "
-        f"{p.workers} worker{'s' if p.workers != 1 else ''} = {required}",
+        f"{counted(p.workers, 'worker')} = {required}",
         f"{_sum(p, sessions)} = {need} of {allowed:g} allowed: "
         + (f"headroom {headroom}" if headroom >= 0 else f"{-headroom} over"),
     ]
     if hidden:
         evidence.append(
-            f"{hidden} sessions of other roles counted as client backends: their type and "
-            f"state are hidden from {session.target.user} (grant pg_monitor to see them)"
+            f"{counted(hidden, 'session')} of other roles counted as client backends: their "
+            f"type and state are hidden from {session.target.user} (grant pg_monitor to see "
+            "them)"
         )
     metrics: dict[str, float] = {
         "max_connections": max_connections,
@@ -304,7 +305,7 @@ async def _evaluate(p: PoolParams, session: Session, ctx: Context) -> Outcome:
         "allowed": allowed,
         "readycheck_sessions": ours,
         "other_sessions": other,
-        "backends": counted,
+        "backends": in_use,
         "required": required,
         "headroom": headroom,
         "idle_in_transaction": idle_count,
@@ -323,13 +324,12 @@ async def _evaluate(p: PoolParams, session: Session, ctx: Context) -> Outcome:
         evidence.extend(await _offenders(session, ages))
     if idle_count:
         warnings.append(
-            f"{idle_count} session{'s' if idle_count != 1 else ''} idle in transaction for "
+            f"{counted(idle_count, 'session')} idle in transaction for "
             f"over {p.idle_in_transaction_after}"
         )
     if long_count:
         warnings.append(
-            f"{long_count} transaction{'s' if long_count != 1 else ''} open for over "
-            f"{p.long_transaction_after}"
+            f"{counted(long_count, 'transaction')} open for over {p.long_transaction_after}"
         )
 
     if p.probe_connections:
@@ -381,7 +381,7 @@ def _session_lines(p: PoolParams, sessions: Sessions, dbname: str) -> list[str]:
 
 def _sum(p: PoolParams, sessions: Sessions) -> str:
     """The sum the verdict is on, term by term."""
-    terms = [f"{sessions.other} other sessions"]
+    terms = [counted(sessions.other, "other session")]
     if p.application is not None and p.deploy == "rolling":
         terms.append(f"{sessions.application} of the application's now (deploy rolling)")
     terms.append(f"{p.required} required")

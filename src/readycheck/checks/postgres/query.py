@@ -25,6 +25,7 @@ from readycheck.checks.postgres.statement import ReadOnlyStatement, read_only_st
 from readycheck.redact import MASK, looks_secret
 from readycheck.registry import check
 from readycheck.results import Outcome
+from readycheck.units import counted
 
 if TYPE_CHECKING:
     from readycheck.checks.postgres.session import Row, Session
@@ -107,10 +108,11 @@ class QueryParams(PostgresParams):
         wanted = self.statement.parameter_count
         if wanted != len(self.params):
             raise ValueError(
-                f"the statement uses {wanted} parameter(s) ($1 … ${wanted}) and params gives "
-                f"{len(self.params)} value(s)"
+                f"the statement uses {counted(wanted, 'parameter')} ($1 … ${wanted}) and params "
+                f"gives {counted(len(self.params), 'value')}"
                 if wanted
-                else f"params gives {len(self.params)} value(s) but the statement has no $1"
+                else f"params gives {counted(len(self.params), 'value')} but the statement has "
+                "no $1"
             )
         return self
 
@@ -332,7 +334,7 @@ def _compare_rows(
         problems += [f"unexpected row {shown.row(got)}" for got in unmatched]
     order = "in order" if ordered else "in any order"
     if not problems:
-        return [(True, f"the {len(expected)} expected row(s) returned, {order}")]
+        return [(True, f"the {counted(len(expected), 'expected row')} returned, {order}")]
     results = [(False, f"{fetched.counted} returned, not the {len(expected)} expected ({order})")]
     results += [(False, problem) for problem in problems[:_MISMATCHES_SHOWN]]
     if len(problems) > _MISMATCHES_SHOWN:

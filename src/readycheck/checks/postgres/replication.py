@@ -28,7 +28,7 @@ from readycheck.checks.postgres import PostgresParams
 from readycheck.checks.postgres.session import with_session
 from readycheck.registry import check
 from readycheck.results import Outcome
-from readycheck.units import Duration, Size, format_bytes, format_duration_ms
+from readycheck.units import Duration, Size, counted, format_bytes, format_duration_ms
 
 if TYPE_CHECKING:
     from readycheck.checks.postgres.session import Row, Session
@@ -128,7 +128,7 @@ async def _evaluate(
         )
     if role == "primary":
         count = int(found.metrics.get("streaming", 0))
-        summary = f"{count} standby(s) streaming within budget"
+        summary = f"{counted(count, 'standby', 'standbys')} streaming within budget"
     else:
         summary = "standby receiving and replaying within budget"
     return Outcome.passed(summary, evidence=found.evidence, metrics=found.metrics)
@@ -195,7 +195,7 @@ async def _primary(p: ReplicationParams, session: Session, found: Findings) -> N
             found.problems.append(f"standby {name} is {mine[0].state}, not streaming")
     if len(streaming) < p.min_replicas:
         found.problems.append(
-            f"{len(streaming)} standby(s) streaming, at least {p.min_replicas} expected"
+            f"{counted(len(streaming), 'standby')} streaming, at least {p.min_replicas} expected"
         )
     for sender in streaming:
         if sender.replay_lag_s is not None and sender.replay_lag_s > p.max_replay_lag.seconds:
