@@ -24,6 +24,7 @@ from readycheck.checks.alembic.scripts import (
 from readycheck.checks.postgres.session import with_session
 from readycheck.registry import check
 from readycheck.results import Outcome
+from readycheck.units import counted
 
 if TYPE_CHECKING:
     from readycheck.checks.postgres.session import Session
@@ -94,7 +95,7 @@ def _verdict(p: HeadParams, scripts: Scripts, current: list[str], heads_line: st
         remedies.append("merge the heads (alembic merge heads) before deploying")
     if pending and not unknown:  # from an unknown revision, what is pending is unknown too
         problems.append(
-            f"{len(pending)} revision{'s' if len(pending) != 1 else ''} pending: "
+            f"{counted(len(pending), 'revision')} pending: "
             + (scripts.labels(pending) if len(pending) <= 3 else ", ".join(pending[:SHOWN]))
             + (" ..." if len(pending) > SHOWN else "")
         )

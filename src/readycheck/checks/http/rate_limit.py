@@ -363,7 +363,7 @@ async def _recover(
                 result.problem = f"after the wait, answered {reply.status_line}"
                 return result
             result.seconds = elapsed
-            sent = f"{result.probes} request{'s' if result.probes > 1 else ''}"
+            sent = counted(result.probes, "request")
             result.evidence.append(
                 held(
                     f"recovered: {reply.status_line} {elapsed:.1f}s after the first throttled "

@@ -400,9 +400,7 @@ class _Evaluation:
                 f"CREATE INDEX CONCURRENTLY ON {self.p.schema_name}.{table} ({', '.join(columns)})"
             )
         if unindexed:
-            self.warnings.append(
-                f"{unindexed} foreign key{'s' if unindexed != 1 else ''} without an index"
-            )
+            self.warnings.append(f"{counted(unindexed, 'foreign key')} without an index")
         return unindexed
 
 

@@ -15,6 +15,7 @@ from readycheck.checks.prometheus.api import Answer, PrometheusParams, ask, warn
 from readycheck.checks.prometheus.query import series_name
 from readycheck.registry import check
 from readycheck.results import Outcome, broken, held, soft
+from readycheck.units import counted
 
 if TYPE_CHECKING:
     from readycheck.context import Context
@@ -135,7 +136,7 @@ async def alerts(p: AlertsParams, ctx: Context) -> Outcome:
         return Outcome.warned(found.warnings[0], evidence=found.evidence, metrics=found.metrics)
     parts = []
     if p.require:
-        parts.append(f"{len(p.require)} required rule{'s' if len(p.require) != 1 else ''} loaded")
+        parts.append(f"{counted(len(p.require), 'required rule')} loaded")
     if p.forbid_firing:
         parts.append(f"no {_severity(p)}alert firing")
     return Outcome.passed(", ".join(parts), evidence=found.evidence, metrics=found.metrics)
@@ -188,15 +189,15 @@ def _alerting_rules(data: Any) -> Iterator[dict[str, Any]]:
 def _firing(p: AlertsParams, data: Any, found: Findings) -> None:
     listed = data.get("alerts") if isinstance(data, dict) else None
     active = [a for a in listed if isinstance(a, dict)] if isinstance(listed, list) else []
-    counted = [a for a in active if _counts(p, a)]
-    forbidden = [a for a in counted if _forbidden(p, a)]
+    judged = [a for a in active if _counts(p, a)]
+    forbidden = [a for a in judged if _forbidden(p, a)]
     firing = [a for a in forbidden if a.get("state") == "firing"]
     pending = [a for a in forbidden if a.get("state") == "pending"]
     others = sorted(
         {
             _labels(a).get("alertname", "?")
             + f" ({_labels(a).get(p.severity_label, 'no severity')})"
-            for a in counted
+            for a in judged
             if a.get("state") == "firing" and not _forbidden(p, a)
         }
     )
@@ -210,12 +211,11 @@ def _firing(p: AlertsParams, data: Any, found: Findings) -> None:
     severity = _severity(p)
     if firing:
         found.problems.append(
-            f"{len(firing)} {severity}alert{'s' if len(firing) > 1 else ''} firing: "
-            + _names(firing)
+            f"{counted(len(firing), severity + 'alert')} firing: " + _names(firing)
         )
     if pending:
         found.warnings.append(
-            f"{len(pending)} {severity}alert{'s' if len(pending) > 1 else ''} pending "
+            f"{counted(len(pending), severity + 'alert')} pending "
             f"(about to fire): {_names(pending)}"
         )
     shown = [*firing, *pending]
