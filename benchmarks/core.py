@@ -37,16 +37,19 @@ def wall(argv: list[str], runs: int) -> tuple[float, list[float]]:
 
 
 def heavy_imports(args: list[str]) -> list[str]:
-    """Which heavy modules the CLI imports for these arguments."""
+    """Which heavy modules the CLI imports for these arguments. Through ``app``, not
+    ``main``: main ends the process with os._exit, before the probe could look."""
     code = (
         "import sys\n"
-        "from readycheck.cli import main\n"
+        "from readycheck.cli import app\n"
         f"sys.argv = ['readycheck', *{args!r}]\n"
-        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "try:\n    app(prog_name='readycheck')\nexcept SystemExit:\n    pass\n"
         f"sys.stderr.write('HEAVY=' + ','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    line = next(line for line in done.stderr.splitlines() if line.startswith("HEAVY="))
+    line = next((line for line in done.stderr.splitlines() if line.startswith("HEAVY=")), None)
+    if line is None:
+        raise SystemExit(f"the import probe for {args} printed no HEAVY= line:\n{done.stderr}")
     return [name for name in line.removeprefix("HEAVY=").split(",") if name]
 
 
