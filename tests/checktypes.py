@@ -110,6 +110,12 @@ async def raises(p: NoParams, ctx: Context) -> Outcome:
     raise ZeroDivisionError("division by zero in the check")
 
 
+@check("test.exit", params=NoParams, category="testing")
+async def exits(p: NoParams, ctx: Context) -> Outcome:
+    """Call sys.exit() (a plugin that thinks it is a script)."""
+    raise SystemExit(3)
+
+
 @check("test.stubborn", params=SleepParams, category="testing")
 async def stubborn(p: SleepParams, ctx: Context) -> Outcome:
     """Ignore cancellation for a while (a badly written check)."""

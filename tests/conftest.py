@@ -38,6 +38,7 @@ TEST_TYPES = {
     "test.sequence": "tests.checktypes:sequence",
     "test.secret": "tests.checktypes:secret",
     "test.raise": "tests.checktypes:raises",
+    "test.exit": "tests.checktypes:exits",
     "test.stubborn": "tests.checktypes:stubborn",
     "test.wrong_return": "tests.checktypes:wrong_return",
     "test.patient": "tests.checktypes:patient",

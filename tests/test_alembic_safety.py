@@ -418,6 +418,45 @@ def test_a_revision_that_raises_on_import_is_an_error_naming_its_file_and_line(
     )
 
 
+def test_a_revision_that_calls_sys_exit_on_import_is_an_error_naming_its_file_and_line(
+    pg_database: PgDatabase, tmp_path: Path
+) -> None:
+    """sys.exit() in a worker thread would travel up through asyncio and end readycheck
+    with its code, no result and no outputs."""
+    scripts = pending_history(tmp_path / "scripts", "raises_on_import")
+    revision = next((scripts / "versions").glob("0004_*.py"))
+    revision.write_text(revision.read_text().replace("raise RuntimeError(", "raise SystemExit("))
+    result = _safety(tmp_path, pg_database, scripts)
+    assert result.status is Status.ERROR, result.summary
+    assert result.summary.endswith(
+        "cannot be read: SystemExit: APP_SETTINGS is not set (in "
+        "versions/0004_raises_on_import.py:14)"
+    )
+
+
+@pytest.mark.parametrize("trace", [False, True], ids=["offline", "traced"])
+def test_a_revision_whose_upgrade_calls_sys_exit_is_named_with_its_line(
+    pg_database: PgDatabase, tmp_path: Path, trace: bool
+) -> None:
+    scripts = _migrated(pg_database, tmp_path, "raises_in_upgrade")
+    revision = next((scripts / "versions").glob("0004_*.py"))
+    revision.write_text(
+        revision.read_text().replace(
+            "    settings: dict[str, str] = {}\n",
+            "    settings: dict[str, str] = {}\n    raise SystemExit(3)\n",
+        )
+    )
+    result = _safety(tmp_path, pg_database, scripts, timeout="60s", trace=trace, **LARGE)
+    assert result.status is Status.WARN, result.summary
+    assert (
+        "upgrade() raised SystemExit: 3 at versions/0004_raises_in_upgrade.py:20 while "
+        "rendered offline" in _line(result, "cannot be rendered")
+    )
+    if trace:
+        note = next(line for line in result.evidence if line.startswith("trace: "))
+        assert note.endswith("; the run stopped at 0004: SystemExit: 3"), note
+
+
 def test_a_statement_the_parser_refuses_is_shown_as_unparsed(
     pg_database: PgDatabase, tmp_path: Path
 ) -> None:

@@ -217,6 +217,14 @@ def test_an_exception_in_a_check_is_an_error_with_its_type(run: Run) -> None:
     assert "returned str, not an Outcome" in odd.summary
 
 
+def test_a_check_that_calls_sys_exit_is_an_error_and_the_run_goes_on(run: Run) -> None:
+    result = run("checks: [{id: exits, type: test.exit}, {id: after, type: test.sleep}]")
+    exits, after = result.checks
+    assert exits.status is Status.ERROR
+    assert exits.summary == "the check raised SystemExit: 3"
+    assert after.status is Status.PASS
+
+
 def test_debug_keeps_the_traceback(run: Run) -> None:
     result = run("checks: [{id: buggy, type: test.raise}]", debug=True)
     assert result.checks[0].traceback is not None

@@ -153,6 +153,38 @@ def test_secret_arguments_reach_the_command_and_show_nowhere(
     assert "canary" not in "\n".join([result.summary, *result.evidence])
 
 
+def test_a_secret_in_a_shell_command_line_is_masked_in_what_the_command_prints(
+    run_one: RunOne,
+) -> None:
+    """The shell's separators end a word (``--password VALUE;``), and an environment
+    assignment or a header named like a secret carries one too."""
+    result = run_one(
+        "command",
+        '{argv: "echo PGPASSWORD=env-canary-1 psql --password pw-canary-2;'
+        " printf '%s\\\\n' 'Authorization: Bearer hdr-canary-3'"
+        ' && echo --token tok-canary-4|cat; exit 1", shell: true}',
+    )
+    assert result.status is Status.FAIL
+    assert result.evidence[1:] == [
+        "> PGPASSWORD=*** psql --password ***",
+        "> Authorization: ***",
+        "> --token ***",
+    ]
+    assert "canary" not in "\n".join([result.summary, *result.evidence])
+
+
+def test_an_argument_that_assigns_a_secret_by_name_is_masked(run_one: RunOne) -> None:
+    result = run_one(
+        "command",
+        "{argv: [env, DB_PASSWORD=env-canary-1, sh, -c, 'echo \"$DB_PASSWORD $1\"; exit 1',"
+        " sh, 'X-Api-Key: hdr-canary-2', plain=value-3]}",
+    )
+    assert result.status is Status.FAIL
+    assert "> *** X-Api-Key: ***" in result.evidence
+    assert "canary" not in "\n".join([result.summary, *result.evidence])
+    assert "plain=value-3" in result.summary
+
+
 def test_an_argument_from_an_unset_source_fails_without_running(run_one: RunOne) -> None:
     result = run_one("command", "{argv: [touch, ran, {env: READYCHECK_TEST_UNSET}]}")
     assert result.status is Status.FAIL

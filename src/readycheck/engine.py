@@ -433,6 +433,8 @@ class Engine:
         if task.cancelled():
             return Outcome.errored("the check was cancelled"), None
         exc = task.exception()
+        if isinstance(exc, _Exited) and exc.__cause__ is not None:
+            exc = exc.__cause__
         if exc is not None:
             trace = "".join(traceback.format_exception(exc)) if self.options.debug else None
             log.debug("check %s raised", check.id, exc_info=exc)
@@ -566,8 +568,18 @@ def _noted(outcome: Outcome, line: str) -> Outcome:
     return dataclasses.replace(outcome, evidence=(*outcome.evidence, line))
 
 
+class _Exited(Exception):
+    """A check called sys.exit(); the SystemExit is its cause."""
+
+
 async def _call(check: PlannedCheck, ctx: Context) -> Any:
-    return await check.type.run(check.params, ctx)
+    try:
+        return await check.type.run(check.params, ctx)
+    except SystemExit as exc:
+        # asyncio lets SystemExit through the event loop: a check calling sys.exit() (a
+        # plugin, or code it imports) would end readycheck with its code, no result and
+        # no outputs. It is the check's bug like any other exception.
+        raise _Exited from exc
 
 
 def _finite(metrics: Any) -> dict[str, float]:

@@ -11,6 +11,7 @@ registered (a library echoing its conninfo) still shows no password.
 from __future__ import annotations
 
 import base64
+import binascii
 import logging
 import re
 from collections.abc import Iterable, Iterator
@@ -55,6 +56,26 @@ def looks_secret(name: str) -> bool:
     return any(part in _SECRET_WORDS for part in parts) or any(
         part.endswith(("KEY", "TOKEN", "SECRET", "PASSWORD")) for part in parts
     )
+
+
+def credential_forms(value: str) -> Iterator[str]:
+    """A secret header value and the credential inside it (``Bearer <token>``, and the
+    decoded ``user:password`` of Basic), so a part of it shown alone is masked too."""
+    yield value
+    scheme, _, credential = value.strip().partition(" ")
+    credential = credential.strip()
+    if not credential:
+        return
+    yield credential
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(credential, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return
+        yield decoded
+        _, _, password = decoded.partition(":")
+        if password:
+            yield password
 
 
 def url_has_credentials(value: str) -> bool:

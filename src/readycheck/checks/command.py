@@ -19,7 +19,7 @@ from readycheck import children
 from readycheck.checks.patterns import Argument, Regex, as_list, match_lines
 from readycheck.checks.sources import SourceProblem, ValueSource, check_plain, read_value
 from readycheck.params import BufferSize, CheckParams
-from readycheck.redact import looks_secret
+from readycheck.redact import credential_forms, looks_secret
 from readycheck.registry import check
 from readycheck.results import Outcome, compared, held
 from readycheck.units import Duration, Size
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 _CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
 _KILL_GRACE_SECONDS = 1.0
+# The name of an environment variable or a header (what `NAME=value` and `Name: value` start with).
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
 
 ExitStatus = Annotated[int, Field(ge=-64, le=255)]
@@ -48,7 +50,8 @@ class CommandParams(CheckParams):
         description="Options whose value is never shown: the argument after one, or after "
         "its `=` (e.g. [--api-key, -p]; a one-letter option's attached value too, as in "
         "-pVALUE). Options named like *password*, *token*, *secret* or *key* are secret "
-        "anyway.",
+        "anyway, and so are the values of arguments such as PGPASSWORD=VALUE or "
+        "'Authorization: Bearer VALUE'.",
     )
     shell: bool = Field(False, description="Run `argv` (a string) with /bin/sh -c.")
     cwd: str | None = Field(
@@ -109,7 +112,10 @@ class CommandParams(CheckParams):
                 yield value
         words = self._words()
         for word, following in zip(words, [*words[1:], None], strict=True):
-            if word is None or not word.startswith("-"):
+            if word is None:
+                continue
+            if not word.startswith("-"):
+                yield from _named_secret(word)
                 continue
             name, equals, value = word.partition("=")
             if self._secret_option(name):
@@ -133,8 +139,12 @@ class CommandParams(CheckParams):
         for one read from a source."""
         if isinstance(self.argv, list):
             return [word if isinstance(word, str) else None for word in self.argv]
+        # The shell's operators (; && | ...) end a word as they do for the shell: a value
+        # before `;` is the secret itself, not the secret and the `;`.
+        lexer = shlex.shlex(self.argv, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
         try:
-            return list[str | None](shlex.split(self.argv))
+            return list[str | None](lexer)
         except ValueError:  # unbalanced quotes: the shell will say so when it runs
             return list[str | None](self.argv.split())
 
@@ -145,6 +155,17 @@ class CommandParams(CheckParams):
         return " ".join(
             shlex.quote(word) if isinstance(word, str) else f"<{word.label}>" for word in self.argv
         )
+
+
+def _named_secret(word: str) -> Iterator[str]:
+    """The secret an argument carries by its name: ``PGPASSWORD=…`` (an environment
+    assignment, for `env` or a shell line) or ``Authorization: Bearer …`` (a header, for
+    `curl -H`), the name looking like a secret's."""
+    for separator in ("=", ":"):
+        name, found, value = word.partition(separator)
+        if found and _NAME.fullmatch(name) and looks_secret(name):
+            yield from credential_forms(value.strip())
+            return
 
 
 @check("command", params=CommandParams, category="system")

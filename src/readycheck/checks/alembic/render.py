@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from readycheck.checks.alembic.scripts import importing
+from readycheck.checks.alembic.scripts import REVISION_ERRORS, importing
 
 if TYPE_CHECKING:
     from readycheck.checks.alembic.scripts import Scripts
@@ -151,7 +151,7 @@ def _upgrade(scripts: Scripts, revision: str) -> Unrenderable | None:
             "a data migration, or one that reads the database before it changes it",
             needs_connection=True,
         )
-    except Exception as exc:
+    except REVISION_ERRORS as exc:
         said = str(exc).strip().splitlines()
         return Unrenderable(
             revision,

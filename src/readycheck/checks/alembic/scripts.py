@@ -140,6 +140,14 @@ class ScriptsUnreadable(Exception):
     pass
 
 
+# What a revision's own code (or the application it imports) may raise. sys.exit() is
+# among them (a settings guard that calls it is common): raised in the worker thread that
+# runs the revision, it would travel up through asyncio and end readycheck with its code,
+# no result and no outputs. Revisions only ever run in worker threads, where no signal
+# raises KeyboardInterrupt, so catching it there catches only a revision's own.
+REVISION_ERRORS = (Exception, SystemExit, KeyboardInterrupt)
+
+
 @contextlib.contextmanager
 def importing(entries: Iterable[str] = ()) -> Iterator[None]:
     """Run Alembic code that imports the scripts (or what they import), one caller at a
@@ -221,7 +229,7 @@ def _read_scripts(path: Path) -> Scripts:
         added = len(sys.path) - before
         sys.path[:added] = [str(path.parent / entry) for entry in sys.path[:added]]
         return _scripts_of(script, tuple(sys.path[:added]))
-    except Exception as exc:
+    except REVISION_ERRORS as exc:
         raise ScriptsUnreadable(_describe(exc, path)) from None
 
 

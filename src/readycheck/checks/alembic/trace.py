@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from readycheck.checks.alembic.scripts import importing
+from readycheck.checks.alembic.scripts import REVISION_ERRORS, importing
 from readycheck.checks.alembic.statements import Lock, Table, TableLock
 
 if TYPE_CHECKING:
@@ -190,7 +190,7 @@ def _run(
                             upgrade = getattr(scripts.modules.get(name), "upgrade", None)
                             if callable(upgrade):
                                 upgrade()
-                        except Exception as exc:
+                        except REVISION_ERRORS as exc:
                             said = str(exc).strip().splitlines()
                             failure = f"{name}: {type(exc).__name__}" + (
                                 f": {said[0]}" if said else ""

@@ -9,8 +9,6 @@ registered with the redactor, as are credentials written into a URL.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Iterator
 from typing import Annotated, Any, ClassVar, Literal
@@ -20,7 +18,7 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from readycheck.checks.patterns import Argument
 from readycheck.params import INPUT_FILE, BufferSize, CheckParams
-from readycheck.redact import looks_secret
+from readycheck.redact import credential_forms, looks_secret
 from readycheck.units import Duration, Size
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -130,26 +128,6 @@ def display_url(url: str) -> str:
 def display_location(location: str) -> str:
     """A redirect's Location header as shown in evidence: display_url when absolute."""
     return display_url(location) if "://" in location else location
-
-
-def credential_forms(value: str) -> Iterator[str]:
-    """A secret header value and the credential inside it (``Bearer <token>``, and the
-    decoded ``user:password`` of Basic), so a part of it shown alone is masked too."""
-    yield value
-    scheme, _, credential = value.strip().partition(" ")
-    credential = credential.strip()
-    if not credential:
-        return
-    yield credential
-    if scheme.lower() == "basic":
-        try:
-            decoded = base64.b64decode(credential, validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            return
-        yield decoded
-        _, _, password = decoded.partition(":")
-        if password:
-            yield password
 
 
 class ConnectionParams(CheckParams):
