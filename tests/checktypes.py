@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field
@@ -116,8 +117,12 @@ async def exits(p: NoParams, ctx: Context) -> Outcome:
     raise SystemExit(3)
 
 
-@check("test.stubborn", params=SleepParams, category="testing")
-async def stubborn(p: SleepParams, ctx: Context) -> Outcome:
+class StubbornParams(SleepParams):
+    done_file: str | None = Field(None, description="Created when the check finally ends.")
+
+
+@check("test.stubborn", params=StubbornParams, category="testing")
+async def stubborn(p: StubbornParams, ctx: Context) -> Outcome:
     """Ignore cancellation for a while (a badly written check)."""
     end = time.monotonic() + p.seconds
     while time.monotonic() < end:
@@ -125,6 +130,8 @@ async def stubborn(p: SleepParams, ctx: Context) -> Outcome:
             await asyncio.sleep(end - time.monotonic())
         except asyncio.CancelledError:
             continue
+    if p.done_file:
+        Path(p.done_file).touch()
     return Outcome.passed("finally done")
 
 
