@@ -337,6 +337,8 @@ def test_the_dsn_password_shows_nowhere_when_authentication_fails(
         {"dsn": "${env:DATABASE_URL}", "script_location": "migrations"},
         environ={"DATABASE_URL": dsn},
     )
-    assert run.result["status"] == "FAIL"
+    # alembic.head's question is the database's state; alembic.safety only weighs the
+    # migrations by it, so without it the check could not work.
+    assert run.result["status"] == ("ERROR" if check_type == "alembic.safety" else "FAIL")
     assert run.result["summary"].startswith("authentication failed for user app")
     assert password not in run.text

@@ -50,4 +50,8 @@ this traffic, what would they lock, and for how long?
    statement, and rolls back. The evidence says which findings the trace confirmed, and
    shows locks the SQL alone does not (triggers, cascades, revisions that could not be
    rendered). The checked database is never written to.
+
+It ERRORs, rather than FAILs, when it cannot do its work: the scripts cannot be read, or
+the database cannot be reached (alembic.head FAILs then, the database's state being its
+question).
 """

@@ -42,7 +42,7 @@ from readycheck.checks.postgres.dsn import REMEDY as DSN_REMEDY
 from readycheck.checks.postgres.dsn import DsnError, PostgresDsn
 from readycheck.checks.postgres.dsn import parse as parse_dsn
 from readycheck.checks.postgres.dsn import problem as dsn_problem
-from readycheck.results import Outcome
+from readycheck.results import Outcome, Status
 from readycheck.units import Duration
 
 if TYPE_CHECKING:
@@ -318,14 +318,25 @@ async def _connect(
 
 
 async def with_session(
-    p: PostgresParams, ctx: Context, body: Callable[[Session], Awaitable[Outcome]]
+    p: PostgresParams,
+    ctx: Context,
+    body: Callable[[Session], Awaitable[Outcome]],
+    *,
+    unreachable: Status = Status.FAIL,
 ) -> Outcome:
-    """Open a session, run ``body`` with it, close it; driver errors become outcomes."""
+    """Open a session, run ``body`` with it, close it; driver errors become outcomes.
+
+    A database that cannot be reached FAILs the checks whose question it answers (is it
+    up, at head, indexed); a check that only uses it to weigh something else (the safety
+    of pending migrations) says ``unreachable=Status.ERROR``: it could not do its work.
+    """
     import psycopg
 
     try:
         session = await open_session(p.dsn, p.connect_timeout, ctx)
     except SessionFailure as failure:
+        if failure.outcome.status is Status.FAIL:
+            return dataclasses.replace(failure.outcome, status=unreachable)
         return failure.outcome
     try:
         outcome = await body(session)
