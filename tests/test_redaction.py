@@ -84,6 +84,8 @@ def test_very_short_values_are_not_masked_in_free_text_but_still_in_urls() -> No
         ("SECRET_KEY", True),
         ("stripeApiKey", True),
         ("Authorization", True),
+        ("GPG_PASSPHRASE", True),
+        ("--passphrase", True),
         ("DEBUG", False),
         ("ENVIRONMENT", False),
         ("KEYBOARD_LAYOUT", False),

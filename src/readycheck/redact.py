@@ -35,6 +35,7 @@ _SECRET_WORDS = {
     "TOKEN",
     "PASSWORD",
     "PASSWD",
+    "PASSPHRASE",
     "PASS",
     "PWD",
     "DSN",
