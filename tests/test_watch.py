@@ -100,7 +100,8 @@ def test_fail_after_1_acts_on_the_first_failure(
     path = _profile(write_profile, "[FAIL]")
     result = cli("watch", path, "--for", "1m", "--every", "30s", "--fail-after", "1")
     assert result.exit_code == 1
-    assert "rollback recommended: errors FAIL for 1 rounds in a row" in result.stderr
+    assert "once a blocking failure holds for 1 round in a row" in result.stdout
+    assert "rollback recommended: errors FAIL for 1 round in a row" in result.stderr
 
 
 def test_bad_windows_are_usage_errors(cli: Cli, write_profile: Callable[..., Path]) -> None:

@@ -299,7 +299,7 @@ def watch(
         from readycheck.report.console import ConsoleReporter
         from readycheck.report.publish import Targets
         from readycheck.report.rounds import RoundLines
-        from readycheck.units import Duration
+        from readycheck.units import Duration, counted
         from readycheck.watch import Watch, WatchOptions
 
         try:
@@ -334,7 +334,7 @@ def watch(
             stream.write(
                 f"watching {loaded.name} for {window}, a round every {period} "
                 f"({watcher.planned} rounds); a rollback is recommended once a blocking "
-                f"failure holds for {fail_after} rounds in a row\n"
+                f"failure holds for {counted(fail_after, 'round')} in a row\n"
             )
         reporter = ConsoleReporter(stream, total=len(loaded.checks), quiet=quiet, redactor=redactor)
         result = _run_engine(watcher, reporter)
