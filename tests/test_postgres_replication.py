@@ -184,6 +184,46 @@ def test_replay_held_back_fails_on_lag_budgets(
     assert on_standby.metrics["lag_bytes"] > 1000
 
 
+def test_replay_behind_for_longer_than_max_replay_lag_fails_on_the_standby(
+    postgres_server: PostgresServer,
+    standby: Standby,
+    pg_database: PgDatabase,
+    monitor: Dsn,
+    tmp_path: Path,
+) -> None:
+    # A transaction the standby has replayed, then one it holds back: replay is behind by
+    # the time since the first committed, whatever the bytes.
+    pg_database.execute("CREATE TABLE replayed (n int)")
+    position = postgres_server.execute("SELECT pg_current_wal_lsn()")[0][0]
+    _wait_until(
+        lambda: standby.server.execute(
+            "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (str(position),)
+        )[0][0],
+        "the standby never replayed the first transaction",
+    )
+    standby.server.execute("SELECT pg_wal_replay_pause()")
+    try:
+        pg_database.execute("CREATE TABLE held_back (n int)")
+        _wait_until(
+            lambda: standby.server.execute(
+                "SELECT pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn()"
+                " AND now() - pg_last_xact_replay_timestamp() > interval '1.1 s'"
+            )[0][0],
+            "the standby never fell 1s behind",
+        )
+        result = _replication(
+            tmp_path, monitor(standby.server), max_replay_lag="1s", max_lag_bytes="1GB"
+        )
+    finally:
+        standby.server.execute("SELECT pg_wal_replay_resume()")
+    assert result.status is Status.FAIL
+    assert any(
+        line.startswith("replay is ") and line.endswith(" behind (limit 1s)")
+        for line in result.evidence
+    ), result.evidence
+    assert result.metrics["replay_delay_ms"] > 1000
+
+
 def test_an_inactive_slot_keeping_wal_over_budget_fails(
     postgres_server: PostgresServer, pg_database: PgDatabase, monitor: Dsn, tmp_path: Path
 ) -> None:
