@@ -323,11 +323,13 @@ def watch(
         from readycheck.engine import select
 
         select(loaded, options.only, options.skip)  # a selector naming nothing: exit 2 now
+        reporter = ConsoleReporter(stream, total=len(loaded.checks), quiet=quiet, redactor=redactor)
+        rounds = RoundLines(stream, fail_after, redactor, console=reporter.console)
         watcher = Watch(
             loaded,
             options,
             WatchOptions(duration=window, every=period, fail_after=fail_after),
-            rounds=None if quiet else RoundLines(stream, fail_after, redactor),
+            rounds=None if quiet else rounds,
             redactor=redactor,
         )
         if not quiet:
@@ -336,8 +338,8 @@ def watch(
                 f"({watcher.planned} rounds); a rollback is recommended once a blocking "
                 f"failure holds for {counted(fail_after, 'round')} in a row\n"
             )
-        reporter = ConsoleReporter(stream, total=len(loaded.checks), quiet=quiet, redactor=redactor)
-        result = _run_engine(watcher, reporter)
+        with contextlib.nullcontext() if quiet else rounds.live_table():
+            result = _run_engine(watcher, reporter)
         result = _recorded(result, redactor)
         code = _publish(result, targets, reporter, redactor, annotate=not no_ci_annotations)
         if result.rollback:
