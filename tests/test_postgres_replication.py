@@ -4,6 +4,7 @@ an inactive slot keeping WAL, and a role that may not read replication state."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import time
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 from psycopg import sql
 
+from readycheck.checks.postgres.replication import Findings, ReplicationParams, _primary
 from readycheck.results import Status
 from tests.database_checks import run_check
 from tests.servers.postgres import PgDatabase, PostgresServer
@@ -115,6 +117,28 @@ def test_a_named_standby_that_is_not_connected_fails(
     assert result.status is Status.FAIL
     assert result.summary == "standby billing-replica is not connected"
     assert "primary_conninfo" in (result.remediation or "")
+
+
+def test_a_standby_caught_leaving_mid_check_is_not_streaming() -> None:
+    # The one snapshot of pg_stat_replication the check reads, taken as a standby's
+    # walsender ends: its row is there, stopping, without positions.
+    class Snapshot:
+        async def fetch(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+            assert "FROM pg_stat_replication" in query
+            return [("billing", "stopping", "10.0.0.5", "async", None, None)]
+
+    params = ReplicationParams.model_validate(
+        {"dsn": "postgresql://monitor@db.invalid/postgres", "replicas": ["billing"]}
+    )
+    found = Findings([], [], {}, [])
+    asyncio.run(_primary(params, Snapshot(), found))  # type: ignore[arg-type]
+    assert found.evidence == ["standby billing (10.0.0.5): stopping"]
+    assert found.problems == [
+        "standby billing is stopping, not streaming",
+        "0 standbys streaming, at least 1 expected",
+    ]
+    assert "primary_conninfo" in found.remedies[0]
+    assert found.metrics["streaming"] == 0
 
 
 def test_fewer_standbys_than_min_replicas_fail(
