@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import re
@@ -147,6 +148,13 @@ def run_check(write_profile: Callable[..., Path], monkeypatch: pytest.MonkeyPatc
         return CheckRun(asyncio.run(engine.run()).checks[0], engine)
 
     return run
+
+
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal: the console draws its live views into it."""
+
+    def isatty(self) -> bool:
+        return True
 
 
 @dataclass

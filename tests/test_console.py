@@ -24,7 +24,7 @@ from readycheck.report.console import ConsoleReporter
 from readycheck.report.console.progress import LiveView
 from readycheck.report.console.summary import cut_at_word, summary_lines
 from readycheck.results import CheckResult, RunResult, Severity, Status
-from tests.conftest import CliResult
+from tests.conftest import CliResult, Terminal
 
 Cli = Callable[..., CliResult]
 WIDTHS = [60, 80, 120, 250]
@@ -318,11 +318,6 @@ def _result_of(check: PlannedCheck) -> CheckResult:
 
 
 # -- progress on a terminal --------------------------------------------------------------
-
-
-class Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
 
 
 def test_the_live_view_shows_running_checks_and_a_probes_progress_bar(

@@ -118,6 +118,23 @@ def test_an_attestation_for_another_release_is_stale(
     )
 
 
+def test_attest_release_names_the_release_it_holds_for(
+    cli: Cli, profile: Path, tmp_path: Path
+) -> None:
+    attested = cli(
+        "attest", profile, "rollback-rehearsed", "--by", "on-call-lead", "--release", "2.6.0"
+    )
+    assert attested.exit_code == 0, attested.output
+    assert "for 2.6.0 in " in attested.stdout
+    out = tmp_path / "r.json"
+    assert cli("run", profile, "--json", out, env={"RELEASE_VERSION": "2.6.0"}).exit_code == 0
+    assert _checks(out)["rollback-rehearsed"]["data"]["release"] == "2.6.0"
+    assert cli("run", profile, "--json", out).exit_code == 1
+    assert _checks(out)["rollback-rehearsed"]["summary"] == (
+        "stale attestation: attested for 2.6.0, this run is for unversioned"
+    )
+
+
 @pytest.mark.parametrize(
     ("check_id", "by", "message"),
     [

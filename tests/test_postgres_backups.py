@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from readycheck.checks.postgres.backups import _segments_between
+from readycheck.checks.postgres.backups import _segment_being_written, _segments_between
 from readycheck.results import Status
 from tests.database_checks import run_check, run_everywhere
 from tests.servers.postgres import PgDatabase, PostgresServer
@@ -112,6 +112,40 @@ def test_an_idle_server_with_an_old_last_archive_is_not_failing(
     assert "nothing waiting to be archived" in result.evidence
 
 
+def test_archiving_stalled_with_segments_waiting_fails_on_max_archive_age(
+    archiving_server: PostgresServer, tmp_path: Path
+) -> None:
+    # An archive command that hangs (a stuck mount, a slow store) fails nothing: the
+    # segments wait while the last archive grows old.
+    _archive_a_segment(archiving_server)
+    # The command runs in the data directory, as the server's user: the file that holds it
+    # back is put there, where that user sees it.
+    data_directory = Path(archiving_server.execute("SHOW data_directory")[0][0])
+    stall = data_directory / "readycheck-test-stall"
+    stall.touch()
+    _set_archive_command(archiving_server, f"while [ -e {stall.name} ]; do sleep 0.1; done")
+    try:
+        archiving_server.execute("INSERT INTO filler SELECT generate_series(1, 100)")
+        archiving_server.execute("SELECT pg_switch_wal()")
+        deadline = time.monotonic() + 30
+        while not archiving_server.execute(
+            "SELECT now() - last_archived_time > interval '1.1 s' FROM pg_stat_archiver"
+        )[0][0]:
+            assert time.monotonic() < deadline, "the last archive never grew older than 1s"
+            time.sleep(0.1)
+        result = _backups(tmp_path, archiving_server.dsn(), max_archive_age="1s")
+    finally:
+        stall.unlink()
+        _set_archive_command(archiving_server, "true")
+        _archive_a_segment(archiving_server)  # the waiting segment, now archived
+    assert result.status is Status.FAIL, result.evidence
+    assert result.summary.startswith("WAL archiving is behind: the last segment was archived ")
+    assert result.summary.endswith(" ago (limit 1s)")
+    assert "1 completed segment waiting to be archived" in result.evidence
+    assert result.metrics["segments_waiting"] == 1
+    assert "pg_stat_archiver" in (result.remediation or "")
+
+
 def test_failing_archiving_fails_saying_since_when(
     archiving_server: PostgresServer, tmp_path: Path
 ) -> None:
@@ -142,6 +176,22 @@ def test_archive_mode_on_without_a_command_fails(
         "archive_mode is on but neither archive_command nor archive_library is set: "
         "WAL segments pile up in pg_wal until one is"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "position", "written"),
+    [
+        ("000000010000000000000003", 0x3_00_0123, "000000010000000000000003"),
+        # Right after a switch, pg_walfile_name names the segment just completed.
+        ("000000010000000000000003", 0x4_00_0000, "000000010000000000000004"),
+        ("0000000200000000000000FF", 0x1_0000_0000, "000000020000000100000000"),
+        (None, 0x4_00_0000, None),
+    ],
+)
+def test_the_segment_being_written_is_the_one_the_position_falls_in(
+    name: str | None, position: int, written: str | None
+) -> None:
+    assert _segment_being_written(name, position, 16 * 1024 * 1024) == written
 
 
 @pytest.mark.parametrize(

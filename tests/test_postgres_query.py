@@ -197,6 +197,19 @@ def test_rows_where_none_are_expected_fail_showing_them(
     ]
 
 
+def test_a_long_statement_is_shown_on_one_shortened_line(
+    webhooks: PgDatabase, tmp_path: Path
+) -> None:
+    columns = ",\n       ".join(f"failures + {n} AS plus_{n}" for n in range(30))
+    sql = f"SELECT id,\n       {columns}\nFROM webhooks\nWHERE failures > 5"
+    result = _query(tmp_path, webhooks, sql, rows=0)
+    shown = result.evidence[0]
+    assert shown.startswith("SQL: SELECT id, failures + 0 AS plus_0, failures + 1 AS plus_1, ")
+    assert shown.endswith("…")
+    assert len(shown) == len("SQL: ") + 160
+    assert "\n" not in shown
+
+
 @pytest.mark.parametrize(
     ("rows", "status", "said"),
     [

@@ -4,6 +4,7 @@ an inactive slot keeping WAL, and a role that may not read replication state."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import time
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 from psycopg import sql
 
+from readycheck.checks.postgres.replication import Findings, ReplicationParams, _primary
 from readycheck.results import Status
 from tests.database_checks import run_check
 from tests.servers.postgres import PgDatabase, PostgresServer
@@ -117,6 +119,28 @@ def test_a_named_standby_that_is_not_connected_fails(
     assert "primary_conninfo" in (result.remediation or "")
 
 
+def test_a_standby_caught_leaving_mid_check_is_not_streaming() -> None:
+    # The one snapshot of pg_stat_replication the check reads, taken as a standby's
+    # walsender ends: its row is there, stopping, without positions.
+    class Snapshot:
+        async def fetch(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+            assert "FROM pg_stat_replication" in query
+            return [("billing", "stopping", "10.0.0.5", "async", None, None)]
+
+    params = ReplicationParams.model_validate(
+        {"dsn": "postgresql://monitor@db.invalid/postgres", "replicas": ["billing"]}
+    )
+    found = Findings([], [], {}, [])
+    asyncio.run(_primary(params, Snapshot(), found))  # type: ignore[arg-type]
+    assert found.evidence == ["standby billing (10.0.0.5): stopping"]
+    assert found.problems == [
+        "standby billing is stopping, not streaming",
+        "0 standbys streaming, at least 1 expected",
+    ]
+    assert "primary_conninfo" in found.remedies[0]
+    assert found.metrics["streaming"] == 0
+
+
 def test_fewer_standbys_than_min_replicas_fail(
     postgres_server: PostgresServer, monitor: Dsn, tmp_path: Path
 ) -> None:
@@ -182,6 +206,46 @@ def test_replay_held_back_fails_on_lag_budgets(
         line.endswith("received and not replayed (limit 1KB)") for line in on_standby.evidence
     )
     assert on_standby.metrics["lag_bytes"] > 1000
+
+
+def test_replay_behind_for_longer_than_max_replay_lag_fails_on_the_standby(
+    postgres_server: PostgresServer,
+    standby: Standby,
+    pg_database: PgDatabase,
+    monitor: Dsn,
+    tmp_path: Path,
+) -> None:
+    # A transaction the standby has replayed, then one it holds back: replay is behind by
+    # the time since the first committed, whatever the bytes.
+    pg_database.execute("CREATE TABLE replayed (n int)")
+    position = postgres_server.execute("SELECT pg_current_wal_lsn()")[0][0]
+    _wait_until(
+        lambda: standby.server.execute(
+            "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (str(position),)
+        )[0][0],
+        "the standby never replayed the first transaction",
+    )
+    standby.server.execute("SELECT pg_wal_replay_pause()")
+    try:
+        pg_database.execute("CREATE TABLE held_back (n int)")
+        _wait_until(
+            lambda: standby.server.execute(
+                "SELECT pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn()"
+                " AND now() - pg_last_xact_replay_timestamp() > interval '1.1 s'"
+            )[0][0],
+            "the standby never fell 1s behind",
+        )
+        result = _replication(
+            tmp_path, monitor(standby.server), max_replay_lag="1s", max_lag_bytes="1GB"
+        )
+    finally:
+        standby.server.execute("SELECT pg_wal_replay_resume()")
+    assert result.status is Status.FAIL
+    assert any(
+        line.startswith("replay is ") and line.endswith(" behind (limit 1s)")
+        for line in result.evidence
+    ), result.evidence
+    assert result.metrics["replay_delay_ms"] > 1000
 
 
 def test_an_inactive_slot_keeping_wal_over_budget_fails(

@@ -3,14 +3,23 @@ when a blocking failure holds, a flap reported and not acted on, Ctrl-C with out
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import CliResult
+from rich.console import Console
+
+from readycheck.engine import RunOptions
+from readycheck.profile import load_profile
+from readycheck.report.rounds import RoundLines
+from readycheck.units import Duration
+from readycheck.watch import Watch, WatchOptions
+from tests.conftest import CliResult, Terminal
 
 Cli = Callable[..., CliResult]
 
@@ -51,6 +60,7 @@ def test_a_failure_that_holds_recommends_the_rollback(
     lines = [line for line in result.stdout.splitlines() if line.startswith("round ")]
     assert len(lines) == 3  # stopped at the third round, not at the end of the window
     assert "blocking: errors FAIL (2 of 2 in a row)" in lines[2]
+    assert "rounds (last" not in result.stdout  # the live table is for a terminal
     document = json.loads(out.read_text())
     assert document["verdict"] == "NOT_READY"
     assert document["rollback"].startswith("rollback recommended: errors FAIL")
@@ -61,6 +71,30 @@ def test_a_failure_that_holds_recommends_the_rollback(
     window = text.split("## Rollback window", 1)[1].split("\n## ", 1)[0]
     assert "3 rounds from" in window and "rollback recommended: errors FAIL" in window
     assert "| `errors` | PASS FAIL FAIL | yes |" in window
+
+
+def test_on_a_terminal_a_live_table_shows_each_check_round_by_round(
+    write_profile: Callable[..., Path],
+) -> None:
+    profile = load_profile(_profile(write_profile, "[PASS, FAIL, FAIL]"))
+    terminal = Terminal()
+    console = Console(file=terminal, width=100, color_system=None)
+    lines = RoundLines(terminal, 2, profile.redactor(), console=console)
+    watch = Watch(
+        profile,
+        RunOptions(only=("tag:post-deploy",)),
+        WatchOptions(duration=Duration("5s"), every=Duration("10ms")),
+        rounds=lines,
+    )
+    with lines.live_table():
+        result = asyncio.run(watch.run())
+    assert lines.live is None  # stopped with the watch, before the summary is printed
+    out = terminal.getvalue()
+    assert (result.rollback or "").startswith("rollback recommended: errors FAIL")
+    assert "round 3/" in out
+    assert "rounds (last 20)" in out
+    assert re.search(r"errors\s+PASS\s+P\s", out)  # after the first round
+    assert re.search(r"errors\s+FAIL\s+PFF\s+2 of 2 in a row", out)
 
 
 def test_the_html_report_draws_each_metric_round_by_round(
@@ -100,7 +134,8 @@ def test_fail_after_1_acts_on_the_first_failure(
     path = _profile(write_profile, "[FAIL]")
     result = cli("watch", path, "--for", "1m", "--every", "30s", "--fail-after", "1")
     assert result.exit_code == 1
-    assert "rollback recommended: errors FAIL for 1 rounds in a row" in result.stderr
+    assert "once a blocking failure holds for 1 round in a row" in result.stdout
+    assert "rollback recommended: errors FAIL for 1 round in a row" in result.stderr
 
 
 def test_bad_windows_are_usage_errors(cli: Cli, write_profile: Callable[..., Path]) -> None:

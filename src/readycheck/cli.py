@@ -299,7 +299,7 @@ def watch(
         from readycheck.report.console import ConsoleReporter
         from readycheck.report.publish import Targets
         from readycheck.report.rounds import RoundLines
-        from readycheck.units import Duration
+        from readycheck.units import Duration, counted
         from readycheck.watch import Watch, WatchOptions
 
         try:
@@ -323,21 +323,23 @@ def watch(
         from readycheck.engine import select
 
         select(loaded, options.only, options.skip)  # a selector naming nothing: exit 2 now
+        reporter = ConsoleReporter(stream, total=len(loaded.checks), quiet=quiet, redactor=redactor)
+        rounds = RoundLines(stream, fail_after, redactor, console=reporter.console)
         watcher = Watch(
             loaded,
             options,
             WatchOptions(duration=window, every=period, fail_after=fail_after),
-            rounds=None if quiet else RoundLines(stream, fail_after, redactor),
+            rounds=None if quiet else rounds,
             redactor=redactor,
         )
         if not quiet:
             stream.write(
                 f"watching {loaded.name} for {window}, a round every {period} "
                 f"({watcher.planned} rounds); a rollback is recommended once a blocking "
-                f"failure holds for {fail_after} rounds in a row\n"
+                f"failure holds for {counted(fail_after, 'round')} in a row\n"
             )
-        reporter = ConsoleReporter(stream, total=len(loaded.checks), quiet=quiet, redactor=redactor)
-        result = _run_engine(watcher, reporter)
+        with contextlib.nullcontext() if quiet else rounds.live_table():
+            result = _run_engine(watcher, reporter)
         result = _recorded(result, redactor)
         code = _publish(result, targets, reporter, redactor, annotate=not no_ci_annotations)
         if result.rollback:

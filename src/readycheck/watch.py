@@ -198,8 +198,8 @@ class Watch:
             return None
         held = [check for check in checks if check.id in sustained]
         reasons = "; ".join(
-            f"{check.id} {check.status.value} for {timeline.streaks[check.id]} rounds in a "
-            f"row: {check.summary}"
+            f"{check.id} {check.status.value} for "
+            f"{counted(timeline.streaks[check.id], 'round')} in a row: {check.summary}"
             for check in held
         )
         return self.redactor.redact(f"rollback recommended: {reasons}")

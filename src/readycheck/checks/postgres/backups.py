@@ -149,7 +149,8 @@ async def _archiving(p: BackupsParams, session: Session, metrics: dict[str, floa
         last_failed,
         failed_age,
         failing,
-        current,
+        current_timeline,
+        position,
         segment_size,
     ) = await session.fetchone(
         "SELECT current_setting('archive_mode'), current_setting('archive_command'),"
@@ -160,6 +161,8 @@ async def _archiving(p: BackupsParams, session: Session, metrics: dict[str, floa
         " extract(epoch FROM now() - a.last_failed_time)::float8,"
         " a.last_failed_time > coalesce(a.last_archived_time, '-infinity'),"
         " CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END,"
+        " CASE WHEN pg_is_in_recovery() THEN NULL"
+        "  ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint END,"
         " (SELECT setting::bigint * CASE unit WHEN '8kB' THEN 8192 ELSE 1 END"
         "  FROM pg_settings WHERE name = 'wal_segment_size')"
         " FROM pg_stat_archiver a"
@@ -221,6 +224,7 @@ async def _archiving(p: BackupsParams, session: Session, metrics: dict[str, floa
             "Read the server log for the archive command's error (storage full, credentials, "
             "network); segments wait in pg_wal until it succeeds.",
         )
+    current = _segment_being_written(current_timeline, position, segment_size)
     waiting = _segments_between(last_archived, current, segment_size)
     if waiting is not None:
         metrics["segments_waiting"] = float(waiting)
@@ -244,6 +248,21 @@ async def _archiving(p: BackupsParams, session: Session, metrics: dict[str, floa
             "Find out why the archiver does not keep up (pg_stat_archiver, the server log).",
         )
     return Part(Status.PASS, (f"WAL archiving works ({facts[0]})", *facts[1:]))
+
+
+def _segment_being_written(
+    name: str | None, position: int | None, segment_size: int | None
+) -> str | None:
+    """The name of the segment the next WAL goes into, on the timeline of ``name``.
+
+    Not ``pg_walfile_name(pg_current_wal_lsn())`` alone: at a segment boundary (right after
+    a switch, as archive_timeout makes on an idle server) it names the segment just
+    completed, which is then not counted as waiting however long the archiver is stuck."""
+    if not name or position is None or not segment_size or len(name) != _WAL_NAME_LENGTH:
+        return None
+    per_id = 0x1_0000_0000 // int(segment_size)
+    number = int(position) // int(segment_size)
+    return f"{name[:8]}{number // per_id:08X}{number % per_id:08X}"
 
 
 def _segments_between(

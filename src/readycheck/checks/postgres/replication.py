@@ -187,12 +187,15 @@ async def _primary(p: ReplicationParams, session: Session, found: Findings) -> N
         mine = [sender for sender in senders if sender.name == name]
         if not mine:
             found.problems.append(f"standby {name} is not connected")
-            found.remedies.append(
-                "Find out why the standby is not connected (its server log; "
-                "primary_conninfo; pg_hba.conf on the primary) before deploying."
-            )
         elif not any(sender.state == "streaming" for sender in mine):
+            # Caught connecting (startup, catchup) or leaving (stopping) in the snapshot.
             found.problems.append(f"standby {name} is {mine[0].state}, not streaming")
+        else:
+            continue
+        found.remedies.append(
+            "Find out why the standby is not connected (its server log; "
+            "primary_conninfo; pg_hba.conf on the primary) before deploying."
+        )
     if len(streaming) < p.min_replicas:
         found.problems.append(
             f"{counted(len(streaming), 'standby')} streaming, at least {p.min_replicas} expected"
