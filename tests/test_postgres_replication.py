@@ -67,6 +67,11 @@ def _streaming(primary: PostgresServer, name: str) -> bool:
     return bool(rows)
 
 
+def _receiving(replica: PostgresServer) -> bool:
+    rows = replica.execute("SELECT status FROM pg_stat_wal_receiver")
+    return bool(rows) and rows[0][0] == "streaming"
+
+
 def _answers(dsn: str) -> bool:
     import psycopg
 
@@ -280,6 +285,9 @@ def test_a_standby_receiving_and_replaying_passes(
     postgres_replica: PostgresServer, monitor: Dsn, tmp_path: Path
 ) -> None:
     _wait_until(lambda: _answers(monitor(postgres_replica)), "the role never reached the standby")
+    # The run's shared standby: a WAL receiver that some earlier event (a walsender ended on
+    # the primary) made restart comes back within wal_retrieve_retry_interval (5 s).
+    _wait_until(lambda: _receiving(postgres_replica), "the standby's WAL receiver never streamed")
     result = _replication(tmp_path, monitor(postgres_replica), role="standby")
     assert result.status is Status.PASS, result.summary
     assert result.summary == "standby receiving and replaying within budget"
