@@ -287,7 +287,12 @@ def test_a_standby_receiving_and_replaying_passes(
     _wait_until(lambda: _answers(monitor(postgres_replica)), "the role never reached the standby")
     # The run's shared standby: a WAL receiver that some earlier event (a walsender ended on
     # the primary) made restart comes back within wal_retrieve_retry_interval (5 s).
-    _wait_until(lambda: _receiving(postgres_replica), "the standby's WAL receiver never streamed")
+    try:
+        _wait_until(lambda: _receiving(postgres_replica), "the WAL receiver never streamed")
+    except AssertionError:  # say what the standby saw, for whoever meets this
+        receiver = postgres_replica.execute("SELECT status, sender_port FROM pg_stat_wal_receiver")
+        log = (postgres_replica.root / "postgres.log").read_text(errors="replace")[-2000:]
+        raise AssertionError(f"the WAL receiver never streamed: {receiver}\n{log}") from None
     result = _replication(tmp_path, monitor(postgres_replica), role="standby")
     assert result.status is Status.PASS, result.summary
     assert result.summary == "standby receiving and replaying within budget"
