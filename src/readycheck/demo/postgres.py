@@ -75,6 +75,10 @@ _SERVER_SETTINGS = {
     "huge_pages": "off",
     "jit": "off",
     "logging_collector": "off",
+    # A standby started later has no slot: the primary keeps this much WAL for it, so one
+    # that falls behind while the machine is busy (CREATE DATABASE writes the whole
+    # template to WAL) catches up instead of finding its next segment removed.
+    "wal_keep_size": "512MB",
 }
 
 
